@@ -1,0 +1,161 @@
+"""A cache of backbone features (grids and embeddings) for a set of images.
+
+Computing a backbone over a data set is the slow part of every evaluation; training an
+xCos head on a frozen backbone needs only the grids and embeddings. They are computed once,
+batched and with a progress bar, and stored as one safetensors file whose name is a hash of
+everything that determines them: the backbone's weights, the alignment settings, the image
+list and the files' sizes and modification times. A different model or preprocessing never
+reuses stale entries. Files are written atomically (temporary file + ``os.replace``), so two
+processes filling the cache at once leave one complete file, never a torn or mixed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .._env import cache_dir
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class FeatureSet:
+    """Features of ``N`` images: named grids ``(N, C, H, W)`` (float16) and ``(N, D)`` embeddings."""
+
+    keys: list[str]
+    grids: dict[str, torch.Tensor]
+    embeddings: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._index = {k: i for i, k in enumerate(self.keys)}
+
+    def index_of(self, keys: Sequence[str]) -> torch.Tensor:
+        """Row indices of the given image keys; one clear error for an unknown key."""
+        try:
+            return torch.tensor([self._index[k] for k in keys], dtype=torch.long)
+        except KeyError as err:
+            raise KeyError(f"image {err.args[0]!r} is not in this feature set "
+                           f"({len(self.keys)} images)") from None
+
+
+def model_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 over a module's class name and every tensor of its state dict."""
+    digest = hashlib.sha256(type(module).__qualname__.encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _files_fingerprint(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for p in paths:
+        st = os.stat(p)
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
+                            metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file so that readers only ever see a complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _backbone_outputs(backbone, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    if hasattr(backbone, "forward_all"):
+        return backbone.forward_all(x)
+    grid = backbone.forward_features(x)
+    return {"grid": grid, "embedding": backbone.forward_head(grid)}
+
+
+def compute_features(backbone: torch.nn.Module, image_paths: Sequence[str | Path], aligner,
+                     keys: Sequence[str] | None = None, batch_size: int = 64,
+                     cache: bool | Path = True, progress: bool = True,
+                     device: str | torch.device = "cpu", workers: int = 1) -> FeatureSet:
+    """Grids and embeddings of ``backbone`` for every image, cached on disk.
+
+    Args:
+        backbone: a registry backbone in eval mode (``forward_all`` is used when present).
+        image_paths: the photos, in the order the result keeps.
+        aligner: a :class:`~xcos_xai.data.align.FaceAligner` (or any callable with a
+            ``cache_key()``-able configuration) that turns a photo into an aligned chip.
+        keys: names of the images in the result (default: the paths as strings).
+        cache: ``True`` for the default cache folder, a folder, or ``False`` for none.
+        workers: processes for face alignment.
+    """
+    paths = [Path(p) for p in image_paths]
+    keys = list(keys) if keys is not None else [str(p) for p in paths]
+    if len(keys) != len(paths):
+        raise ValueError(f"{len(keys)} keys for {len(paths)} images: give one key per image")
+    spec = backbone.input_spec
+    descriptor = {
+        "version": FORMAT_VERSION,
+        "backbone": model_fingerprint(backbone),
+        "aligner": repr(aligner.config()) if hasattr(aligner, "config") else repr(aligner),
+        "input_spec": repr(spec),
+        "keys": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
+        "files": _files_fingerprint(paths),
+    }
+    key = hashlib.sha256(json.dumps(descriptor, sort_keys=True).encode()).hexdigest()[:32]
+    cache_file = None
+    if cache:
+        folder = Path(cache) if not isinstance(cache, bool) else cache_dir() / "features"
+        cache_file = folder / f"{key}.safetensors"
+        if cache_file.exists():
+            return _load(cache_file, keys, descriptor)
+
+    backbone = backbone.eval().to(device)
+    outputs: dict[str, list[torch.Tensor]] = {}
+    bar = tqdm(total=len(paths), desc="features", unit="img", disable=not progress)
+    with torch.inference_mode():
+        for start in range(0, len(paths), batch_size * 8):
+            chunk = paths[start:start + batch_size * 8]
+            faces = aligner.align_many(chunk, workers=workers, progress=False)
+            chips = torch.from_numpy(np.stack([f.chip for f in faces])).permute(0, 3, 1, 2)
+            for s in range(0, len(chunk), batch_size):
+                x = spec.normalize(chips[s:s + batch_size]).to(device)
+                for name, value in _backbone_outputs(backbone, x).items():
+                    value = value.float().cpu()
+                    outputs.setdefault(name, []).append(
+                        value if name == "embedding" else value.half())
+                bar.update(len(x))
+    bar.close()
+    tensors = {name: torch.cat(parts) for name, parts in outputs.items()}
+    if cache_file is not None:
+        atomic_save_safetensors(tensors, cache_file,
+                                metadata={"descriptor": json.dumps(descriptor),
+                                          "keys": json.dumps(keys)})
+    embeddings = tensors.pop("embedding")
+    return FeatureSet(keys, tensors, embeddings, {"descriptor": descriptor, "cache": cache_file})
+
+
+def _load(path: Path, keys: list[str], descriptor: dict) -> FeatureSet:
+    tensors = load_file(str(path))
+    embeddings = tensors.pop("embedding")
+    if embeddings.shape[0] != len(keys):
+        raise ValueError(f"feature cache {path} holds {embeddings.shape[0]} images, expected "
+                         f"{len(keys)}: delete the file and run again")
+    return FeatureSet(keys, tensors, embeddings, {"descriptor": descriptor, "cache": path})

@@ -1,0 +1,5 @@
+"""Training xCos heads and models."""
+
+from .plugin import PairSampler, PluginConfig, train_plugin_head
+
+__all__ = ["PairSampler", "PluginConfig", "train_plugin_head"]
