@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 
 @dataclass
 class FeatureSet:
-    """Features of ``N`` images: named grids ``(N, C, H, W)`` (float16) and ``(N, D)`` embeddings."""
+    """Features of ``N`` images: named ``(N, C, H, W)`` grids (float16), ``(N, D)`` embeddings."""
 
     keys: list[str]
     grids: dict[str, torch.Tensor]

@@ -75,6 +75,13 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
     return _REGISTRY[name](pretrained=pretrained, **kwargs)
 
 
+_BUILTIN = ("dlib_resnet", "iresnet", "irse")
+
+
 def _import_builtin() -> None:
     # Importing the modules runs their @register_backbone decorators.
-    from . import dlib_resnet, iresnet, irse  # noqa: F401
+    import importlib.util
+
+    for module in _BUILTIN:
+        if importlib.util.find_spec(f"{__package__}.{module}") is not None:
+            importlib.import_module(f"{__package__}.{module}")

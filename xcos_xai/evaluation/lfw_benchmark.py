@@ -1,0 +1,149 @@
+"""xCos on LFW View 2: features once, fold-held-out heads, every scorer through one protocol.
+
+For each View-2 fold ``k``, a plug-in head is trained on the people of the other nine
+``people.txt`` folds only (the folds are identity-disjoint, and ``pairs.txt`` fold ``k`` uses
+exactly ``people.txt`` fold ``k``'s people), then scores fold ``k``'s 600 pairs. The 6000
+held-out scores of each scorer go through the one 10-fold threshold protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..core import UniformAttention
+from ..training.plugin import PluginConfig, train_plugin_head
+from .features import FeatureSet, compute_features
+
+
+@dataclass
+class LFWIndex:
+    """LFW View 2 as integer arrays over a feature set's rows."""
+
+    pair_a: np.ndarray  # (6000,) row of image A
+    pair_b: np.ndarray
+    same: np.ndarray  # (6000,) bool
+    pair_fold: np.ndarray  # (6000,) 0..9
+    image_fold: np.ndarray  # (N,) people.txt fold of each image's person
+    image_label: np.ndarray  # (N,) person id
+    frame: object = None  # the pairs as a pandas DataFrame (names and indices)
+
+    @classmethod
+    def build(cls, lfw, keys: list[str]) -> LFWIndex:
+        pos = {k: i for i, k in enumerate(keys)}
+        frame = lfw.pairs_frame()
+        pair_a = np.array([pos[p] for p in frame["path_a"]])
+        pair_b = np.array([pos[p] for p in frame["path_b"]])
+        person_fold = {name: fold for fold, name, _ in lfw.people()}
+        people = sorted(person_fold)
+        person_id = {name: i for i, name in enumerate(people)}
+        names = [k.split("/")[0] for k in keys]
+        return cls(pair_a, pair_b, frame["same"].to_numpy(bool), frame["fold"].to_numpy(int),
+                   np.array([person_fold[n] for n in names]),
+                   np.array([person_id[n] for n in names]), frame)
+
+
+@dataclass
+class HeldOutResult:
+    """Held-out xCos of one head configuration on all pairs."""
+
+    name: str
+    scores: np.ndarray
+    cos_maps: np.ndarray
+    attention: np.ndarray
+    uniform_scores: np.ndarray  # the same heads with W swapped to uniform
+    heads: list = field(default_factory=list)
+    histories: list = field(default_factory=list)
+
+
+def model_scores(features: FeatureSet, index: LFWIndex) -> dict[str, np.ndarray]:
+    """The plugged model's own scores: embedding cosine and (negated) L2 distance."""
+    emb = features.embeddings.float()
+    a, b = emb[index.pair_a], emb[index.pair_b]
+    return {"model_cosine": F.cosine_similarity(a, b).numpy(),
+            "model_neg_l2": (-(a - b).norm(dim=1)).numpy()}
+
+
+@torch.no_grad()
+def score_pairs(head, grids: torch.Tensor, rows_a, rows_b, batch: int = 1024):
+    """Scores, S and W of a head on pairs of feature rows (and the uniform-W score)."""
+    head = head.eval()
+    uniform = head.with_attention(UniformAttention())
+    scores, cos_maps, attn, uni = [], [], [], []
+    for s in range(0, len(rows_a), batch):
+        ga = grids[rows_a[s:s + batch]].float()
+        gb = grids[rows_b[s:s + batch]].float()
+        out = head(ga, gb)
+        scores.append(out.score)
+        cos_maps.append(out.cos_map)
+        attn.append(out.attention)
+        uni.append(uniform(ga, gb).score)
+    cat = lambda xs: torch.cat(xs).numpy()  # noqa: E731
+    return cat(scores), cat(cos_maps), cat(attn), cat(uni)
+
+
+def held_out_xcos(features: FeatureSet, index: LFWIndex, config: PluginConfig,
+                  name: str | None = None, folds=range(10), progress: bool = True,
+                  keep_heads: bool = False) -> HeldOutResult:
+    """Train one head per fold on the other folds' people and score that fold's pairs."""
+    grids = features.grids[config.grid]
+    n = len(index.same)
+    h, w = grids.shape[-2:]
+    scores, uni = np.full(n, np.nan), np.full(n, np.nan)
+    cos_maps = np.full((n, h, w), np.nan, dtype=np.float32)
+    attn = np.full((n, h, w), np.nan, dtype=np.float32)
+    result = HeldOutResult(name or config.grid, scores, cos_maps, attn, uni)
+    for k in tqdm(list(folds), desc=f"folds ({result.name})", disable=not progress):
+        train = np.flatnonzero(index.image_fold != k)
+        head, history = train_plugin_head(grids[train], features.embeddings[train],
+                                          torch.from_numpy(index.image_label[train]), config,
+                                          progress=False)
+        sel = np.flatnonzero(index.pair_fold == k)
+        s, c, a, u = score_pairs(head, grids, index.pair_a[sel], index.pair_b[sel])
+        scores[sel], cos_maps[sel], attn[sel], uni[sel] = s, c, a, u
+        result.histories.append(history)
+        if keep_heads:
+            result.heads.append(head)
+    return result
+
+
+def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = True,
+                 batch_size: int = 64):
+    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through dlib's network (cached)."""
+    from .._env import cache_dir
+    from ..data.align import FaceAligner
+    from ..data.lfw import LFW
+    from ..models.registry import create_backbone
+
+    lfw = LFW(root)
+    backbone = backbone if backbone is not None else create_backbone("dlib_resnet_v1",
+                                                                      pretrained=True)
+    keys = [str(p.relative_to(lfw.image_root)) for p in lfw.images()]
+    paths = [lfw.image_root / k for k in keys]
+    aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+    features = compute_features(backbone, paths, aligner, keys=keys, workers=workers,
+                                progress=progress, batch_size=batch_size)
+    return lfw, features, LFWIndex.build(lfw, keys)
+
+
+def bundled_fold_scores(features: FeatureSet, index: LFWIndex, name: str = "dlib-xcos"):
+    """Held-out scores of the bundled fold heads (head ``k`` scores fold ``k``)."""
+    from ..pretrained import bundle_metadata, load_pretrained
+
+    grid = bundle_metadata(name)["config"]["grid"]
+    grids = features.grids[grid]
+    n = len(index.same)
+    h, w = grids.shape[-2:]
+    result = HeldOutResult(f"xcos_{grid}", np.full(n, np.nan), np.zeros((n, h, w), np.float32),
+                           np.zeros((n, h, w), np.float32), np.full(n, np.nan))
+    for k in range(10):
+        head = load_pretrained(name, fold=k).head
+        sel = np.flatnonzero(index.pair_fold == k)
+        s, c, a, u = score_pairs(head, grids, index.pair_a[sel], index.pair_b[sel])
+        result.scores[sel], result.cos_maps[sel], result.attention[sel] = s, c, a
+        result.uniform_scores[sel] = u
+    return result

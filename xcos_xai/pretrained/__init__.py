@@ -1,0 +1,74 @@
+"""Bundled pretrained xCos heads: ``load_pretrained()`` gives the default model offline.
+
+The default is dlib's face ResNet (from the ``face-recognition-models`` package, CC0) with a
+plug-in xCos head trained on LFW identities (see ``MODEL_CARD.md`` beside this file for the
+data, the command that made it and its measured numbers). The bundle also holds ten fold
+heads, each trained without one LFW View-2 fold's people, so that LFW numbers are always
+measured on identities the head never saw (``load_pretrained(fold=k)``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, safe_open
+
+from ..core import XCosModel
+from ..training.plugin import PluginConfig
+
+HERE = Path(__file__).parent
+DEFAULT = "dlib-xcos"
+BUNDLES = {"dlib-xcos": HERE / "dlib_xcos.safetensors"}
+
+
+def bundle_metadata(name: str = DEFAULT) -> dict:
+    """The bundle's metadata: configuration, thresholds, provenance and metrics."""
+    path = _bundle_path(name)
+    with safe_open(str(path), framework="pt") as fh:
+        return json.loads(fh.metadata()["bundle"])
+
+
+def _bundle_path(name: str) -> Path:
+    if name not in BUNDLES:
+        raise ValueError(f"unknown pretrained model {name!r}: choose one of {sorted(BUNDLES)}")
+    path = BUNDLES[name]
+    if not path.exists():
+        raise FileNotFoundError(f"the bundled head {path} is missing from this installation: "
+                                "reinstall xcos_xai or rebuild it with "
+                                "`python training/build_pretrained.py`")
+    return path
+
+
+def load_pretrained(name: str = DEFAULT, fold: int | None = None,
+                    attention: str | None = None) -> XCosModel:
+    """The default xCos model, built with no network access.
+
+    Args:
+        name: the bundle (only ``"dlib-xcos"`` so far).
+        fold: ``None`` for the head trained on all LFW people; ``k`` for the head trained
+            without LFW View-2 fold ``k``'s people (to evaluate on that fold honestly).
+        attention: replace the learned attention (``"uniform"``) for ablations.
+    """
+    from ..models.registry import create_backbone
+
+    meta = bundle_metadata(name)
+    tensors = load_file(str(_bundle_path(name)))
+    prefix = "head." if fold is None else f"fold{int(fold)}.head."
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not state:
+        raise ValueError(f"bundle {name!r} has no head for fold={fold}")
+    config = PluginConfig(**meta["config"])
+    backbone = create_backbone(meta["backbone"], pretrained=True, grid=config.grid)
+    backbone.requires_grad_(False)
+    head = config.build_head(backbone.grid_channels, tuple(backbone.grid_size))
+    head.load_state_dict(state, strict=True)
+    thresholds = meta["thresholds"] if fold is None else meta["fold_thresholds"][int(fold)]
+    model = XCosModel(backbone, head, threshold=thresholds["xcos"],
+                      model_threshold=thresholds["model_cosine"])
+    if attention is not None:
+        from ..core import build_attention
+
+        model.head = head.with_attention(build_attention(attention, head.channels))
+    model.name = f"{name}" + ("" if fold is None else f"/fold{fold}")
+    return model.eval()

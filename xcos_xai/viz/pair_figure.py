@@ -1,0 +1,119 @@
+"""Views of one explained pair: an interactive plotly figure and a static PNG.
+
+Panels: face A and face B with the xCos grid drawn on them; the patch cosine map S on a
+diverging scale centred at the decision threshold (blue: more similar than the threshold,
+red: less); the attention W; and the evidence ``(S - threshold) * W`` per cell, which sums to
+``score - threshold`` (positive cells push towards "same person"). Hover shows every value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+DIVERGING = "RdBu"
+ATTENTION_SCALE = "YlGn"
+
+
+def _grid_shapes(size: tuple[int, int], grid: tuple[int, int], xref: str, yref: str):
+    h, w = size
+    rows, cols = grid
+    shapes = []
+    for i in range(rows + 1):
+        y = i * h / rows - 0.5
+        shapes.append(dict(type="line", x0=-0.5, x1=w - 0.5, y0=y, y1=y, xref=xref, yref=yref,
+                           line=dict(color="rgba(255,60,60,0.8)", width=1)))
+    for j in range(cols + 1):
+        x = j * w / cols - 0.5
+        shapes.append(dict(type="line", x0=x, x1=x, y0=-0.5, y1=h - 0.5, xref=xref, yref=yref,
+                           line=dict(color="rgba(255,60,60,0.8)", width=1)))
+    return shapes
+
+
+def _symmetric_range(values: np.ndarray, centre: float, floor: float = 0.05) -> float:
+    return max(float(np.abs(values - centre).max()), floor)
+
+
+def pair_figure(explanation, title: str | None = None, height: int = 330) -> go.Figure:
+    """The plotly figure of a :class:`~xcos_xai.explain.PairExplanation`."""
+    e = explanation
+    s, w, c = np.asarray(e.cos_map), np.asarray(e.attention), np.asarray(e.contribution)
+    tau = float(e.threshold)
+    evidence = (s - tau) * w
+    rows, cols = s.shape
+    fig = make_subplots(rows=1, cols=5, horizontal_spacing=0.03, subplot_titles=(
+        "face A", "face B", f"patch cosine S (centre = threshold {tau:.3f})",
+        "attention W", "evidence (S - threshold) * W"))
+    fig.add_trace(go.Image(z=e.face_a, name="face A"), 1, 1)
+    fig.add_trace(go.Image(z=e.face_b, name="face B"), 1, 2)
+    custom = np.stack([s, w, c, evidence], axis=-1)
+    hover = ("row %{y}, col %{x}<br>S = %{customdata[0]:.3f}<br>W = %{customdata[1]:.3f}"
+             "<br>S*W = %{customdata[2]:.4f}<br>(S-t)*W = %{customdata[3]:+.4f}<extra></extra>")
+    d_s = _symmetric_range(s, tau)
+    d_e = _symmetric_range(evidence, 0.0, floor=1e-4)
+    maps = (
+        (s, DIVERGING, tau - d_s, tau + d_s, 3, 0.585),
+        (w, ATTENTION_SCALE, 0.0, float(w.max()), 4, 0.79),
+        (evidence, DIVERGING, -d_e, d_e, 5, 1.0),
+    )
+    for z, scale, zmin, zmax, col, bar_x in maps:
+        fig.add_trace(go.Heatmap(z=z, customdata=custom, hovertemplate=hover, colorscale=scale,
+                                 zmin=zmin, zmax=zmax, reversescale=False,
+                                 colorbar=dict(x=bar_x, len=0.8, thickness=10)), 1, col)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", row=1, col=col)
+    size = e.face_a.shape[:2]
+    for col in (1, 2):
+        axis = "" if col == 1 else str(col)
+        for shape in _grid_shapes(size, (rows, cols), f"x{axis}", f"y{axis}"):
+            fig.add_shape(shape)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    verdict = "same person" if e.same else "different people"
+    fig.update_layout(
+        title=title or (f"xCos {e.score:.4f} vs threshold {tau:.4f}: {verdict}  |  "
+                        f"model cosine {e.model_cosine:.4f}"),
+        height=height, margin=dict(l=10, r=10, t=70, b=10), template="plotly_white")
+    return fig
+
+
+def save_pair_png(explanation, path, dpi: int = 110) -> None:
+    """A static PNG of the same panels (matplotlib; no browser needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    e = explanation
+    s, w = np.asarray(e.cos_map), np.asarray(e.attention)
+    tau = float(e.threshold)
+    evidence = (s - tau) * w
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
+    rows, cols = s.shape
+    for ax, face, label in ((axes[0], e.face_a, "face A"), (axes[1], e.face_b, "face B")):
+        ax.imshow(face)
+        h, wd = face.shape[:2]
+        for i in range(1, rows):
+            ax.axhline(i * h / rows - 0.5, color="red", lw=0.8)
+        for j in range(1, cols):
+            ax.axvline(j * wd / cols - 0.5, color="red", lw=0.8)
+        ax.set_title(label)
+    d_s = _symmetric_range(s, tau)
+    d_e = _symmetric_range(evidence, 0.0, floor=1e-4)
+    panels = ((axes[2], s, "RdBu", TwoSlopeNorm(tau, tau - d_s, tau + d_s), "S (centre = thr)"),
+              (axes[3], w, "YlGn", None, "attention W"),
+              (axes[4], evidence, "RdBu", TwoSlopeNorm(0.0, -d_e, d_e), "(S - thr) * W"))
+    for ax, z, cmap, norm, label in panels:
+        im = ax.imshow(z, cmap=cmap, norm=norm)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.set_title(label)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    verdict = "same person" if e.same else "different people"
+    fig.suptitle(f"xCos {e.score:.4f} vs threshold {tau:.4f}: {verdict} | model cosine "
+                 f"{e.model_cosine:.4f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
