@@ -52,8 +52,9 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
         from .dlib_reference import reference_distances
 
         t2 = time.perf_counter()
-        scores["dlib_reference"] = -reference_distances(lfw, index, features.keys,
-                                                        workers=workers, progress=progress)
+        paths = [lfw.image_root / k for k in features.keys]
+        scores["dlib_reference"] = -reference_distances(paths, index, workers=workers,
+                                                        progress=progress)
         timings["reference_s"] = time.perf_counter() - t2
     table = protocol_table(scores, index.same, index.pair_fold)
     summary = summarize_attention(xcos.attention, xcos.cos_maps)
