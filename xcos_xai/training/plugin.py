@@ -28,10 +28,10 @@ class PluginConfig:
     temperature: float = 1.0
     context_channels: int | None = None
     cell_offset: bool = False
-    epochs: int = 10
+    epochs: int = 6
     pairs_per_epoch: int = 40_000
-    batch_size: int = 256
-    lr: float = 1e-3
+    batch_size: int = 512
+    lr: float = 1.5e-3
     weight_decay: float = 0.0
     id_loss_weight: float = 0.0  # alpha in alpha * L_id + (1 - alpha) * L_cos
     id_head: str = "cosface"
