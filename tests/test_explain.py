@@ -1,0 +1,72 @@
+"""explain_pair on real photos, with its views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xcos_xai import explain_pair
+from xcos_xai.core import XCosHead, XCosModel
+from xcos_xai.data.align import FaceAligner
+from xcos_xai.models import create_backbone
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    backbone = create_backbone("dlib_resnet_v1", pretrained=True).requires_grad_(False)
+    return XCosModel(backbone, XCosHead(256, 32), threshold=0.5, model_threshold=0.9).eval()
+
+
+@pytest.fixture(scope="module")
+def photos(lfw_root):
+    root = lfw_root / "lfw-deepfunneled"
+    return (root / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg",
+            root / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg")
+
+
+def test_explanation_fields_are_consistent(model, photos):
+    e = explain_pair(*photos, model=model)
+    for name in ("score", "threshold", "same", "model_cosine", "cos_map", "attention",
+                 "contribution"):
+        assert hasattr(e, name)
+    assert e.cos_map.shape == e.attention.shape == e.contribution.shape == (4, 4)
+    assert e.contribution.sum() == pytest.approx(e.score, abs=1e-5)
+    assert e.attention.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(e.contribution, e.cos_map * e.attention, atol=1e-6)
+    assert e.same == (e.score > e.threshold) and e.threshold == 0.5
+    # the model cosine is dlib's descriptor cosine of the two aligned chips
+    aligner = FaceAligner()
+    chips = np.stack([aligner(p).chip for p in photos])
+    np.testing.assert_array_equal(chips[0], e.face_a)
+    x = model.input_spec.normalize(torch.from_numpy(chips).permute(0, 3, 1, 2))
+    with torch.no_grad():
+        emb = model.backbone(x)
+    expected = torch.nn.functional.cosine_similarity(emb[:1], emb[1:]).item()
+    assert e.model_cosine == pytest.approx(expected, abs=1e-5)
+    assert e.model_cosine > 0.9  # the same person, by dlib's own model
+
+
+def test_views(model, photos, tmp_path):
+    e = explain_pair(*photos, model=model)
+    fig = e.figure()
+    kinds = [t.type for t in fig.data]
+    assert kinds.count("image") == 2 and kinds.count("heatmap") == 3
+    heat = [t for t in fig.data if t.type == "heatmap"][0]
+    assert (heat.zmin + heat.zmax) / 2 == pytest.approx(e.threshold)  # centred at threshold
+    html = e.save_html(tmp_path / "e.html").read_text()
+    assert "plotly" in html and "xCos score" in html and len(html) > 1_000_000  # js inlined
+    png = e.save_png(tmp_path / "e.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert "<table>" in e._repr_html_()
+    d = e.to_dict()
+    assert d["same"] == e.same and len(d["cos_map"]) == 4
+
+
+def test_assume_aligned_and_no_face(model):
+    flat = np.full((150, 150, 3), 120, np.uint8)
+    with pytest.raises(ValueError, match="assume_aligned"):
+        explain_pair(flat, flat, model=model)
+    e = explain_pair(flat, flat, model=model, assume_aligned=True)
+    assert e.model_cosine == pytest.approx(1.0, abs=1e-5)
