@@ -7,6 +7,7 @@ they skip on a developer machine without ``XCOS_XAI_DATA`` but **fail** in CI
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -34,3 +35,25 @@ def data_root():
 @pytest.fixture(scope="session")
 def lfw_root():
     return _require(dataset_dir, "lfw")
+
+
+@pytest.fixture(scope="session")
+def layouts(data_root):
+    """The reference checkpoint layouts (``../shared/reference``); skip locally, fail in CI."""
+    path = data_root.parent / "reference" / "state_dict_layouts.json"
+    if not path.is_file():
+        message = f"reference layouts not found at {path}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs {message}")
+        pytest.skip(message)
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def one_thread():
+    """Big CPU forwards on one thread, restored afterwards: on a busy 2-core runner, two
+    spinning OpenMP threads make an IR-SE-50 forward up to 7x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

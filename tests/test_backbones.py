@@ -7,13 +7,13 @@ users already have, so that they load with ``strict=True``.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shlex
 
 import pytest
 import torch
+from _layouts import random_state_dict
 
 from xcos_xai.models import create_backbone, list_backbones
 from xcos_xai.models.checkpoints import (
@@ -27,6 +27,8 @@ from xcos_xai.models.checkpoints import (
 from xcos_xai.models.irse import IR_UNITS, IRNet
 from xcos_xai.models.registry import ARCFACE_BGR, ARCFACE_RGB
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Registry name -> entry of state_dict_layouts.json.
 LAYOUTS = {
     "iresnet18": "insightface_arcface_torch/iresnet18",
@@ -37,47 +39,7 @@ LAYOUTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run these big CPU forwards on one thread, restored afterwards: on a busy 2-core
-    runner, two spinning OpenMP threads make an IR-SE-50 forward up to 7x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
-
-@pytest.fixture(scope="session")
-def layouts(data_root):
-    """The reference layouts; skip on a developer machine without them, fail in CI."""
-    path = data_root.parent / "reference" / "state_dict_layouts.json"
-    if not path.is_file():
-        message = f"reference layouts not found at {path}"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs {message}")
-        pytest.skip(message)
-    return json.loads(path.read_text())
-
-
-def random_state_dict(layout, seed=0):
-    """Plausible random tensors with the layout's names and shapes (finite activations)."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, shape in layout:
-        if name.endswith("num_batches_tracked"):
-            state[name] = torch.tensor(int(torch.randint(1, 10_000, (), generator=gen)))
-        elif name.endswith("running_var"):
-            state[name] = torch.rand(shape, generator=gen) + 0.5
-        elif name.endswith("running_mean"):
-            state[name] = 0.1 * torch.randn(shape, generator=gen)
-        elif len(shape) >= 2:  # conv / linear: ~ unit-variance outputs
-            fan_in = torch.Size(shape[1:]).numel()
-            state[name] = torch.randn(shape, generator=gen) / fan_in ** 0.5
-        elif name.endswith(".bias"):
-            state[name] = 0.1 * torch.randn(shape, generator=gen)
-        else:  # BN scales and PReLU slopes
-            state[name] = torch.rand(shape, generator=gen) * 0.5 + 0.25
-    return state
 
 
 def assert_same_tensors(model, state):

@@ -7,12 +7,10 @@ score from the file's tensors with plain functional ops.
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
+from _layouts import random_state_dict
 
 from xcos_xai.core import XCosModel
 from xcos_xai.models.checkpoints import (
@@ -30,54 +28,19 @@ from xcos_xai.models.official_release import (
 )
 from xcos_xai.models.registry import ARCFACE_BGR
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 OFFICIAL = "official_xcos_release/checkpoint['state_dict']"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run these big CPU forwards on one thread, restored afterwards: on a busy 2-core
-    runner, two spinning OpenMP threads make an IR-SE-50 forward up to 7x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def layouts(data_root):
-    """The reference layouts; skip on a developer machine without them, fail in CI."""
-    path = data_root.parent / "reference" / "state_dict_layouts.json"
-    if not path.is_file():
-        message = f"reference layouts not found at {path}"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs {message}")
-        pytest.skip(message)
-    return json.loads(path.read_text())
-
-
-def _random_state_dict(layout, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, shape in layout:
-        if name.endswith("num_batches_tracked"):
-            state[name] = torch.tensor(int(torch.randint(1, 10_000, (), generator=gen)))
-        elif name.endswith("running_var"):
-            state[name] = torch.rand(shape, generator=gen) + 0.5
-        elif name.endswith("running_mean"):
-            state[name] = 0.1 * torch.randn(shape, generator=gen)
-        elif len(shape) >= 2:
-            state[name] = torch.randn(shape, generator=gen) / torch.Size(shape[1:]).numel() ** 0.5
-        elif name.endswith(".bias"):
-            state[name] = 0.1 * torch.randn(shape, generator=gen)
-        else:  # BN scales, PReLU slopes
-            state[name] = torch.rand(shape, generator=gen) * 0.5 + 0.25
-    return state
 
 
 @pytest.fixture(scope="module")
 def official(layouts, tmp_path_factory):
     """(path, state dict) of a checkpoint written like the release: {'state_dict': sd}."""
-    state = _random_state_dict(layouts[OFFICIAL])
+    state = random_state_dict(layouts[OFFICIAL])
     path = tmp_path_factory.mktemp("official") / "20200217_accu_9931_Arcface.pth"
     torch.save({"state_dict": state}, path)
     return path, state
