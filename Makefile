@@ -27,7 +27,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 test: setup lint
-	$(PY) -m pytest -q --durations=10 -p no:cacheprovider
+	$(PY) -m pytest -q --durations=10 -p no:cacheprovider --doctest-modules tests xcos_xai
 
 clean-venv:
 	rm -rf $(VENV)
