@@ -132,7 +132,7 @@ def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = Tr
 
 def bundled_fold_scores(features: FeatureSet, index: LFWIndex, name: str = "dlib-xcos"):
     """Held-out scores of the bundled fold heads (head ``k`` scores fold ``k``)."""
-    from ..pretrained import bundle_metadata, load_pretrained
+    from ..pretrained import bundle_metadata, load_head
 
     grid = bundle_metadata(name)["config"]["grid"]
     grids = features.grids[grid]
@@ -141,7 +141,7 @@ def bundled_fold_scores(features: FeatureSet, index: LFWIndex, name: str = "dlib
     result = HeldOutResult(f"xcos_{grid}", np.full(n, np.nan), np.zeros((n, h, w), np.float32),
                            np.zeros((n, h, w), np.float32), np.full(n, np.nan))
     for k in range(10):
-        head = load_pretrained(name, fold=k).head
+        head, _, _ = load_head(name, fold=k)  # the head alone: no backbone to build
         sel = np.flatnonzero(index.pair_fold == k)
         s, c, a, u = score_pairs(head, grids, index.pair_a[sel], index.pair_b[sel])
         result.scores[sel], result.cos_maps[sel], result.attention[sel] = s, c, a

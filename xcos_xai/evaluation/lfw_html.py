@@ -16,12 +16,15 @@ def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
 
     items = []
     frame = index.frame
+    models = {}  # one model per fold, however many of its pairs are explained
     for i in rows:
         rec = frame.iloc[int(i)]
         fold = int(rec["fold"])
-        model = load_pretrained(fold=fold)
-        # Decide with the 10-fold protocol's threshold for this fold (chosen on the others).
-        model.threshold.fill_(float(protocol_thresholds[fold]))
+        if fold not in models:
+            models[fold] = load_pretrained(fold=fold)
+            # Decide with the 10-fold protocol's threshold for this fold (chosen on the others).
+            models[fold].threshold.fill_(float(protocol_thresholds[fold]))
+        model = models[fold]
         expl = explain_pair(lfw.image_root / rec["path_a"], lfw.image_root / rec["path_b"],
                             model=model, aligner=aligner)
         label = "genuine" if rec["same"] else "impostor"

@@ -40,6 +40,29 @@ def _bundle_path(name: str) -> Path:
     return path
 
 
+def load_head(name: str = DEFAULT, fold: int | None = None):
+    """``(head, thresholds, config)`` of a bundled head, without building the backbone.
+
+    ``fold=None`` is the head trained on all LFW people; ``fold=k`` the one trained without
+    LFW View-2 fold ``k``'s people. Thresholds are ``{"xcos": .., "model_cosine": ..}``.
+    """
+    meta = bundle_metadata(name)
+    prefix = "head." if fold is None else f"fold{int(fold)}.head."
+    tensors = load_file(str(_bundle_path(name)))
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not state:
+        raise ValueError(f"bundle {name!r} has no head for fold={fold}")
+    config = PluginConfig(**meta["config"])
+    # The shapes come from the stored weights: the adapter's first conv and its cell offset.
+    first = state.get("adapter.context.0.weight", state["adapter.conv1x1.0.weight"])
+    offset = state.get("adapter.cell_offset")
+    head = config.build_head(first.shape[1], tuple(offset.shape[1:]) if offset is not None
+                             else None)
+    head.load_state_dict(state, strict=True)
+    thresholds = meta["thresholds"] if fold is None else meta["fold_thresholds"][int(fold)]
+    return head.eval(), thresholds, config
+
+
 def load_pretrained(name: str = DEFAULT, fold: int | None = None,
                     attention: str | None = None) -> XCosModel:
     """The default xCos model, built with no network access.
@@ -53,17 +76,12 @@ def load_pretrained(name: str = DEFAULT, fold: int | None = None,
     from ..models.registry import create_backbone
 
     meta = bundle_metadata(name)
-    tensors = load_file(str(_bundle_path(name)))
-    prefix = "head." if fold is None else f"fold{int(fold)}.head."
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    if not state:
-        raise ValueError(f"bundle {name!r} has no head for fold={fold}")
-    config = PluginConfig(**meta["config"])
+    head, thresholds, config = load_head(name, fold)
     backbone = create_backbone(meta["backbone"], pretrained=True, grid=config.grid)
     backbone.requires_grad_(False)
-    head = config.build_head(backbone.grid_channels, tuple(backbone.grid_size))
-    head.load_state_dict(state, strict=True)
-    thresholds = meta["thresholds"] if fold is None else meta["fold_thresholds"][int(fold)]
+    if backbone.grid_channels != head.in_channels:
+        raise ValueError(f"bundle {name!r}: its head expects {head.in_channels}-channel grids "
+                         f"but {meta['backbone']} gives {backbone.grid_channels}")
     model = XCosModel(backbone, head, threshold=thresholds["xcos"],
                       model_threshold=thresholds["model_cosine"])
     if attention is not None:

@@ -38,7 +38,7 @@ class PluginConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def build_head(self, in_channels: int, grid_size: tuple[int, int]) -> XCosHead:
+    def build_head(self, in_channels: int, grid_size: tuple[int, int] | None) -> XCosHead:
         return XCosHead(in_channels, self.channels, attention=self.attention,
                         temperature=self.temperature, context_channels=self.context_channels,
                         grid_size=grid_size if self.cell_offset else None)
