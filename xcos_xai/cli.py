@@ -10,12 +10,16 @@ from pathlib import Path
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from .data.align import NoFaceError
     from .explain import explain_pair
     from .pretrained import load_pretrained
 
     model = load_pretrained(attention=args.attention)
-    expl = explain_pair(args.image_a, args.image_b, model=model,
-                        assume_aligned=args.assume_aligned)
+    try:
+        expl = explain_pair(args.image_a, args.image_b, model=model,
+                            assume_aligned=args.assume_aligned)
+    except NoFaceError as err:  # its fix is worded for Python: give the flag's name too
+        raise NoFaceError(f"{err} (command line: --assume-aligned)") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     expl.save_html(out / "explanation.html")
@@ -91,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"xcos-xai {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, TypeError) as err:  # OSError: also FileNotFoundError
+        message = " ".join(str(err).split())  # always one line
+        print(f"xcos-xai {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

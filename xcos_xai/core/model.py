@@ -65,6 +65,17 @@ class XCosModel(nn.Module):
         if x_a.shape != x_b.shape:
             raise ValueError(f"x_a and x_b must have the same shape, got {tuple(x_a.shape)} "
                              f"and {tuple(x_b.shape)}")
+        # Named here, before the backbone's own checks see the concatenated batch.
+        size = getattr(getattr(self.backbone, "input_spec", None), "size", None)
+        if size is not None and tuple(x_a.shape[2:]) != tuple(size):
+            raise ValueError(f"x_a and x_b must be {size[0]}x{size[1]} faces, got "
+                             f"{tuple(x_a.shape)}: align them with FaceAligner(chip_size="
+                             f"{size[0]}) (or resize to the model's input_spec.size)")
+        param = next(self.backbone.parameters(), None)
+        if param is not None and x_a.dtype != param.dtype:
+            raise TypeError(f"x_a and x_b are {x_a.dtype} but the model's weights are "
+                            f"{param.dtype}: convert them with x.to({param.dtype}) (or the "
+                            f"model with model.to({x_a.dtype}))")
         grid_a, grid_b = self.backbone.forward_features(torch.cat([x_a, x_b])).chunk(2)
         return grid_a, grid_b
 

@@ -273,16 +273,22 @@ class LFW:
         if not path.is_file():
             raise DataNotFoundError(f"LFW protocol file {path} is missing: put {name} beside "
                                     f"{self.image_root.name}/")
-        return path.read_text(encoding="utf-8")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:  # a ValueError, but one that names no file
+            raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}): "
+                             "restore the official LFW file (the data README lists its "
+                             "SHA-256)") from None
 
     def _pairs_file(self, name: str) -> list[FacePair]:
         if name not in self._cache:
-            self._cache[name] = parse_pairs(self._read(name), name)
+            self._cache[name] = parse_pairs(self._read(name), str(self.root / name))
         return list(self._cache[name])
 
     def _people_file(self, name: str, folded: bool) -> list[tuple[int, str, int]]:
         if name not in self._cache:
-            self._cache[name] = parse_people(self._read(name), name, folded=folded)
+            self._cache[name] = parse_people(self._read(name), str(self.root / name),
+                                             folded=folded)
         return list(self._cache[name])
 
     @staticmethod

@@ -111,6 +111,12 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
 
     Returns:
         A :class:`PairExplanation`.
+
+    Raises:
+        ImageError: ``a`` or ``b`` is not a usable image (see
+            :func:`~xcos_xai.data.images.load_image`); the message names the file, or the
+            argument for in-memory inputs, and the fix.
+        NoFaceError: no face was found in ``a`` or ``b`` (and ``assume_aligned`` is false).
     """
     from ..data.align import FaceAligner
     from ..pretrained import load_pretrained
@@ -120,7 +126,8 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
     spec = model.input_spec
     if aligner is None:
         aligner = FaceAligner(chip_size=spec.size[0])
-    faces = [aligner(x, assume_aligned=assume_aligned) for x in (a, b)]
+    faces = [_align_argument(aligner, x, label, assume_aligned) for label, x in (("a", a),
+                                                                                 ("b", b))]
     if device is None:
         device = next(model.parameters()).device
     chips = torch.from_numpy(np.stack([f.chip for f in faces])).permute(0, 3, 1, 2)
@@ -138,6 +145,21 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
         info={"model": getattr(model, "name", type(model).__name__),
               "face_a": _face_info(faces[0]), "face_b": _face_info(faces[1])},
     )
+
+
+def _align_argument(aligner, source, label: str, assume_aligned: bool):
+    """One face; an in-memory input's error says which argument (a path names itself)."""
+    import os
+
+    from ..data.align import NoFaceError
+    from ..data.images import ImageError
+
+    try:
+        return aligner(source, assume_aligned=assume_aligned)
+    except (ImageError, NoFaceError) as err:
+        if isinstance(source, (str, os.PathLike)):
+            raise
+        raise type(err)(f"explain_pair argument {label}: {err}") from None
 
 
 def _face_info(face) -> dict:

@@ -71,7 +71,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     Args:
         path: a ``.safetensors`` file, or a PyTorch file (``.pth``, ``.pt``, ``.bin``, ...)
             made by ``torch.save`` holding a state dict, possibly wrapped (see
-            :func:`unwrap_state_dict`).
+            :func:`unwrap_state_dict`). The format is recognised from the file's first
+            bytes (the suffix decides only when they match neither), so a renamed file is
+            still read by the right, safe reader.
 
     Returns:
         The state dict on the CPU, with DataParallel ``module.`` prefixes removed.
@@ -80,18 +82,38 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         FileNotFoundError: ``path`` does not exist.
         UnsafeCheckpointError: the pickle needs code or objects beyond tensors and plain
             containers; nothing was executed.
-        CheckpointError: the file is not a checkpoint, or holds no state dict.
+        CheckpointError: the file is empty, not a checkpoint, or holds no state dict.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory: give the checkpoint file inside it")
-    if path.suffix == ".safetensors":
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): re-download or re-save the "
+                              "checkpoint")
+    kind = _sniff(path)  # the content decides; the suffix only when the content cannot
+    if kind == "safetensors" or (kind is None and path.suffix == ".safetensors"):
         obj = _read_safetensors(path)
     else:
         obj = _read_torch(path)
     return unwrap_state_dict(obj, source=str(path))
+
+
+def _sniff(path: Path) -> str | None:
+    """``"safetensors"`` or ``"torch"`` from the first bytes (so a renamed file is still
+    read by the right safe reader), ``None`` when they look like neither."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return None  # the reader below reports it
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save zip, or a raw pickle
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{":  # safetensors: u64 header length, JSON header
+        if 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8:
+            return "safetensors"
+    return None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -110,7 +132,8 @@ def _read_torch(path: Path) -> object:
             # Raw pickles (not torch.save) make the restricted unpickler warn about their
             # protocol before it refuses or reads them: the error below says it better.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with open(path, "rb") as f:  # a file object: torch.load never switches reader by suffix
+                return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         message = str(err)
         if "Weights only load failed" not in message:
