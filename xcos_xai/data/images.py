@@ -209,6 +209,8 @@ def _from_pil(img: Image.Image, what: str, max_pixels: int, min_side: int) -> np
         return _from_array(arr, what, max_pixels, min_side)
     if mode == "F" and not np.isfinite(np.asarray(img)).all():
         raise ImageError(f"{what} contains NaN or inf values: replace them before loading")
+    if mode == "La":  # premultiplied grey + alpha: Pillow converts it only to LA
+        img = img.convert("LA")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         return _composite_on_white(np.asarray(img.convert("RGBA")))
     if mode != "RGB":
