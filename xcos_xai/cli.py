@@ -60,6 +60,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.run import run
+
+    return run(args)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .explainers.compare import main_compare
+
+    return main_compare(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcos-xai", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--attention", default=None, choices=[None, "uniform"],
                     help="replace the learned attention (ablation)")
     ex.set_defaults(func=_cmd_explain)
+
+    cmp = sub.add_parser("compare", help="every pair explainer (xCos, Grad-CAM, IG, ...) on "
+                                         "LFW pairs: faithfulness, localisation, cost")
+    from .explainers.compare import add_compare_arguments
+
+    add_compare_arguments(cmp)
+    cmp.set_defaults(func=_cmd_compare)
+
+    from .training.run import add_arguments
+
+    tr = sub.add_parser("train", help="train an xCos model from a TOML/YAML configuration "
+                                      "(torchrun-ready; see training/configs/)")
+    add_arguments(tr)
+    tr.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -1,5 +1,17 @@
-"""Training xCos heads and models."""
+"""Training xCos: the paper's recipe (frozen teacher + fine-tuned trunk), from scratch, and
+the plug-in head on cached features.
 
+- :func:`train` / :class:`Trainer` (``engine``): the GPU-ready, torchrun-ready engine.
+- :func:`load_config` / :class:`TrainConfig` (``config``): TOML/YAML with overrides.
+- :func:`train_plugin_head` / :class:`PluginConfig` (``plugin``): the head-only trainer.
+
+Importing this package registers the ``tiny_facenet`` test backbone.
+"""
+
+from . import tiny  # noqa: F401  (registers tiny_facenet)
+from .config import ConfigError, TrainConfig, load_config
+from .engine import Trainer, train
 from .plugin import PairSampler, PluginConfig, train_plugin_head
 
-__all__ = ["PairSampler", "PluginConfig", "train_plugin_head"]
+__all__ = ["ConfigError", "PairSampler", "PluginConfig", "TrainConfig", "Trainer",
+           "load_config", "train", "train_plugin_head"]

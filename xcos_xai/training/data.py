@@ -1,0 +1,143 @@
+"""Training and validation data for the engine: image sources, pair data sets, val sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.folders import IdentityFolders, LFWPeople
+from ..data.insightface import RecordFaces, read_bin
+
+__all__ = ["PairDataset", "PairList", "build_source", "build_val_set", "to_chip"]
+
+
+def to_chip(image: np.ndarray, size: tuple[int, int], flip: bool = False) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 RGB to a ``(3, size)`` uint8 tensor (bilinear resize if needed)."""
+    if image.shape[:2] != tuple(size):
+        image = np.asarray(Image.fromarray(image).resize((size[1], size[0]),
+                                                         Image.Resampling.BILINEAR))
+    if flip:
+        image = image[:, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+def build_source(data_cfg):
+    """The training images of ``[data]``: identity folders, ``train.rec`` or LFW people."""
+    if data_cfg.format == "folders":
+        return IdentityFolders(data_cfg.root, min_images=data_cfg.min_images)
+    if data_cfg.format == "rec":
+        return RecordFaces(data_cfg.root)
+    from ..data.lfw import LFW
+
+    return LFWPeople(LFW(data_cfg.root or None), folds=data_cfg.lfw_folds or None,
+                     min_images=data_cfg.min_images)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Items ``(a, b, flip_a, flip_b)`` from :class:`AnchorPairSampler` to
+    ``(chip_a, chip_b, label_a, label_b)``: uint8 ``(3, H, W)`` chips, int64 labels."""
+
+    def __init__(self, source, size: tuple[int, int]):
+        self.source, self.size = source, tuple(size)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, item):
+        a, b, fa, fb = item
+        return (to_chip(self.source.load(a), self.size, bool(fa)),
+                to_chip(self.source.load(b), self.size, bool(fb)),
+                int(self.source.labels[a]), int(self.source.labels[b]))
+
+
+@dataclass
+class PairList:
+    """A validation pair set: ``load(i)`` images, pairs ``(pair_a[k], pair_b[k])``, labels
+    ``same`` and protocol ``folds``."""
+
+    name: str
+    source: object
+    pair_a: np.ndarray
+    pair_b: np.ndarray
+    same: np.ndarray
+    folds: np.ndarray
+    people: set | None = None  # LFW: the people its pairs show (to check disjointness)
+
+    def __len__(self) -> int:
+        return len(self.same)
+
+
+class PairImages(torch.utils.data.Dataset):
+    """Pair ``k`` of a :class:`PairList` as ``(chip_a, chip_b)``."""
+
+    def __init__(self, pairs: PairList, indices: np.ndarray, size):
+        self.pairs, self.indices, self.size = pairs, indices, tuple(size)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        k = int(self.indices[i])
+        src = self.pairs.source
+        return (to_chip(src.load(int(self.pairs.pair_a[k])), self.size),
+                to_chip(src.load(int(self.pairs.pair_b[k])), self.size))
+
+
+def _balanced_folds(same: np.ndarray, n_folds: int = 10) -> np.ndarray:
+    """Fold ids giving each of ``n_folds`` folds an equal share of genuine and impostor
+    pairs, in order (used when only some LFW folds are held out)."""
+    folds = np.empty(len(same), dtype=np.int64)
+    for cls in (True, False):
+        idx = np.flatnonzero(same == cls)
+        folds[idx] = np.arange(len(idx)) * n_folds // max(len(idx), 1)
+    return folds
+
+
+class _LFWChips:
+    def __init__(self, paths):
+        from .._env import cache_dir
+        from ..data.align import FaceAligner
+
+        self.paths = paths
+        self.aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+
+    def describe(self, i):
+        return str(self.paths[i])
+
+    def load(self, i):
+        return self.aligner(self.paths[i]).chip
+
+
+def build_val_set(spec) -> PairList:
+    """A :class:`~xcos_xai.training.config.ValSet` as a :class:`PairList`."""
+    if spec.format == "bin":
+        pairs = read_bin(spec.path)
+        n = len(pairs.same)
+        pl = PairList(spec.name, pairs, np.arange(n) * 2, np.arange(n) * 2 + 1, pairs.same,
+                      pairs.folds)
+    else:
+        from ..data.lfw import LFW
+
+        lfw = LFW(spec.path or None)
+        frame = lfw.pairs_frame()
+        if spec.folds:
+            frame = frame[frame["fold"].isin([int(f) for f in spec.folds])].reset_index(
+                drop=True)
+        rels = sorted(set(frame["path_a"]) | set(frame["path_b"]))
+        pos = {r: i for i, r in enumerate(rels)}
+        same = frame["same"].to_numpy(bool)
+        folds = (frame["fold"].to_numpy(np.int64) if not spec.folds or len(spec.folds) == 10
+                 else _balanced_folds(same))
+        pl = PairList(spec.name, _LFWChips([Path(lfw.image_root) / r for r in rels]),
+                      np.array([pos[r] for r in frame["path_a"]]),
+                      np.array([pos[r] for r in frame["path_b"]]), same, folds,
+                      set(frame["name_a"]) | set(frame["name_b"]))
+    if spec.max_pairs and spec.max_pairs < len(pl):
+        keep = np.sort(np.random.default_rng(0).permutation(len(pl))[:spec.max_pairs])
+        pl = PairList(pl.name, pl.source, pl.pair_a[keep], pl.pair_b[keep], pl.same[keep],
+                      _balanced_folds(pl.same[keep]), pl.people)
+    return pl
