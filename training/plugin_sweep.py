@@ -30,6 +30,11 @@ CONFIGS = {
     "offset-4x4": PluginConfig(grid="4x4", cell_offset=True),
     "wide-4x4": PluginConfig(grid="4x4", channels=64),
     "deep-4x4": PluginConfig(grid="4x4", context_channels=64),
+    # the feasibility study's schedule: 10 x 40k pairs, batch 256, Adam 1e-3 (1560 steps)
+    "long-4x4": PluginConfig(grid="4x4", epochs=10, batch_size=256, lr=1e-3),
+    "long-wide-4x4": PluginConfig(grid="4x4", channels=64, epochs=10, batch_size=256, lr=1e-3),
+    "long-offset-4x4": PluginConfig(grid="4x4", cell_offset=True, epochs=10, batch_size=256,
+                                    lr=1e-3),
     "spec-8x8": PluginConfig(grid="8x8", epochs=3),
     "deep-8x8": PluginConfig(grid="8x8", context_channels=64, epochs=3),
 }

@@ -46,31 +46,71 @@ def _describe(path: str) -> np.ndarray:
     return np.array(_STATE["rec"].compute_face_descriptor(chip), np.float32)
 
 
-def reference_descriptors(paths: list, workers: int = 2, progress: bool = True) -> np.ndarray:
-    """``(N, 128)`` descriptors of dlib's own end-to-end pipeline (cached)."""
+def _atomic_save_npz(path, **arrays) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def reference_descriptors(paths: list, workers: int = 2, progress: bool = True,
+                          checkpoint_every: int = 256) -> np.ndarray:
+    """``(N, 128)`` descriptors of dlib's own end-to-end pipeline (cached, resumable).
+
+    dlib-bin's CPU network is slow (about 0.1-0.6 s per image on these machines), so
+    progress is saved every ``checkpoint_every`` images: an interrupted run continues where
+    it stopped instead of starting again.
+    """
     import dlib
 
     paths = [str(p) for p in paths]
     digest = hashlib.sha256(("\n".join(paths) + dlib.__version__).encode()).hexdigest()[:24]
-    path = cache_dir() / "features" / f"dlib_reference_{digest}.npy"
+    folder = cache_dir() / "features"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"dlib_reference_{digest}.npy"
     if path.exists():
         return np.load(path, allow_pickle=False)
+    partial = folder / f"dlib_reference_{digest}.partial.npz"
     out = np.zeros((len(paths), 128), np.float32)
-    bar = tqdm(total=len(paths), desc="dlib reference", disable=not progress)
-    with ProcessPoolExecutor(max(1, workers), initializer=_init) as pool:
-        for i, desc in enumerate(pool.map(_describe, paths, chunksize=32)):
-            out[i] = desc
-            bar.update(1)
+    done = np.zeros(len(paths), bool)
+    if partial.exists():
+        with np.load(partial, allow_pickle=False) as saved:
+            if saved["out"].shape == out.shape:
+                out, done = saved["out"].copy(), saved["done"].copy()
+    todo = np.flatnonzero(~done)
+    bar = tqdm(total=len(paths), initial=int(done.sum()), desc="dlib reference",
+               disable=not progress)
+    if len(todo):
+        with ProcessPoolExecutor(max(1, workers), initializer=_init) as pool:
+            for n, (i, desc) in enumerate(zip(todo, pool.map(
+                    _describe, [paths[i] for i in todo], chunksize=8)), 1):
+                out[i], done[i] = desc, True
+                bar.update(1)
+                if n % checkpoint_every == 0:
+                    _atomic_save_npz(partial, out=out, done=done)
     bar.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, out)
     tmp.replace(path)
+    partial.unlink(missing_ok=True)
     return out
 
 
 def reference_distances(paths: list, index, workers: int = 2,
                         progress: bool = True) -> np.ndarray:
-    """dlib's L2 distance for each View-2 pair (lower means more similar)."""
-    desc = reference_descriptors(paths, workers, progress)
-    return np.linalg.norm(desc[index.pair_a] - desc[index.pair_b], axis=1)
+    """dlib's L2 distance for each View-2 pair (lower means more similar).
+
+    Only the images that the pairs use are described (about 7,700 of LFW's 13,233).
+    """
+    rows = np.unique(np.concatenate([index.pair_a, index.pair_b]))
+    desc = reference_descriptors([paths[i] for i in rows], workers, progress)
+    where = np.full(len(paths), -1)
+    where[rows] = np.arange(len(rows))
+    return np.linalg.norm(desc[where[index.pair_a]] - desc[where[index.pair_b]], axis=1)
