@@ -35,11 +35,31 @@ def _symmetric_range(values: np.ndarray, centre: float, floor: float = 0.05) -> 
     return max(float(np.abs(values - centre).max()), floor)
 
 
-def pair_figure(explanation, title: str | None = None, height: int = 330) -> go.Figure:
-    """The plotly figure of a :class:`~xcos_xai.explain.PairExplanation`."""
+def cell_overlay(grid_map: np.ndarray, image_size: tuple[int, int], zmin: float, zmax: float,
+                 opacity: float, name: str, colorscale: str = DIVERGING) -> go.Heatmap:
+    """A ``(rows, cols)`` map drawn over an ``(h, w)`` image, one coloured square per cell."""
+    rows, cols = np.asarray(grid_map).shape
+    h, w = image_size
+    dy, dx = h / rows, w / cols
+    return go.Heatmap(z=grid_map, x0=dx / 2 - 0.5, dx=dx, y0=dy / 2 - 0.5, dy=dy, zmin=zmin,
+                      zmax=zmax, colorscale=colorscale, opacity=opacity, showscale=False,
+                      name=name, hovertemplate=name + " %{z:+.4f}<extra></extra>")
+
+
+def pair_figure(explanation, title: str | None = None, height: int = 330,
+                threshold: float | None = None, overlay_opacity: float | None = None
+                ) -> go.Figure:
+    """The plotly figure of a :class:`~xcos_xai.explain.PairExplanation`.
+
+    Args:
+        threshold: decide and centre the colour scales at this threshold instead of the
+            explanation's own (the widgets' threshold slider).
+        overlay_opacity: also draw the evidence ``(S - threshold) * W`` over both faces with
+            this opacity (0 to 1); ``None`` draws no overlay traces.
+    """
     e = explanation
     s, w, c = np.asarray(e.cos_map), np.asarray(e.attention), np.asarray(e.contribution)
-    tau = float(e.threshold)
+    tau = float(e.threshold if threshold is None else threshold)
     evidence = (s - tau) * w
     rows, cols = s.shape
     fig = make_subplots(rows=1, cols=5, horizontal_spacing=0.03, subplot_titles=(
@@ -63,13 +83,17 @@ def pair_figure(explanation, title: str | None = None, height: int = 330) -> go.
                                  colorbar=dict(x=bar_x, len=0.8, thickness=10)), 1, col)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", row=1, col=col)
     size = e.face_a.shape[:2]
+    if overlay_opacity is not None:
+        for col, label in ((1, "evidence on A"), (2, "evidence on B")):
+            fig.add_trace(cell_overlay(evidence, size, -d_e, d_e, float(overlay_opacity),
+                                       label), 1, col)
     for col in (1, 2):
         axis = "" if col == 1 else str(col)
         for shape in _grid_shapes(size, (rows, cols), f"x{axis}", f"y{axis}"):
             fig.add_shape(shape)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
-    verdict = "same person" if e.same else "different people"
+    verdict = "same person" if e.score > tau else "different people"
     fig.update_layout(
         title=title or (f"xCos {e.score:.4f} vs threshold {tau:.4f}: {verdict}  |  "
                         f"model cosine {e.model_cosine:.4f}"),

@@ -1,0 +1,355 @@
+"""The widgets, driven as a reader would: set a control, read the resulting state."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from xcos_xai.core import MaskedAttention, PriorAttention, UniformAttention, XCosHead
+from xcos_xai.explain import PairExplanation
+from xcos_xai.widgets import (
+    AttentionAblation,
+    FailureBrowser,
+    PairExplorer,
+    available_methods,
+    failure_table,
+    photo_pairs,
+)
+from xcos_xai.widgets.ablation import ablated_attention, fold_priors, top_k_keep_mask
+from xcos_xai.widgets.pair_explorer import sync_figure
+
+
+def fake_explanation(cos_map, attention, threshold=0.0, score=None):
+    s = np.asarray(cos_map, np.float32)
+    w = np.asarray(attention, np.float32)
+    score = float((s * w).sum()) if score is None else float(score)
+    face = np.zeros((8, 8, 3), np.uint8)
+    return PairExplanation(score=score, threshold=threshold, same=score > threshold,
+                           model_cosine=score, model_threshold=threshold, cos_map=s,
+                           attention=w, contribution=s * w, face_a=face, face_b=face)
+
+
+def heatmaps(fig):
+    return [t for t in fig.data if t.type == "heatmap"]
+
+
+# ------------------------------------------------------------------ failure table / browser
+
+
+def test_failure_table_hand_computed():
+    scores = [0.9, 0.2, 0.6, 0.4, 0.55, 0.45]
+    same = [False, True, True, False, False, True]
+    thresholds = [0.5, 0.5, 0.5, 0.5, 0.6, 0.4]  # per pair
+    t = failure_table(scores, same, thresholds)
+    # decided same: 0.9>0.5 y, 0.2 n, 0.6 y, 0.4 n, 0.55>0.6 n, 0.45>0.4 y -> wrong: 0, 1
+    assert t["pair"].tolist() == [0, 1]
+    assert t["kind"].tolist() == ["false accept", "false reject"]
+    np.testing.assert_allclose(t["miss"], [0.4, 0.3])
+
+
+def make_browser():
+    # 6 pairs, threshold 0.5: pair 0 FA by 0.4, pair 1 FR by 0.3, pair 3 FA by 0.05,
+    # pair 5 FR by 0.1; pairs 2 and 4 are right.
+    scores = np.array([0.9, 0.2, 0.7, 0.55, 0.1, 0.4])
+    same = np.array([False, True, True, False, False, True])
+    calls = []
+
+    def explain(i):
+        calls.append(i)
+        s = np.full((2, 2), scores[i], np.float32)
+        s[0, 0] += 0.01 * i  # a pair-specific map, to see the figure change
+        return fake_explanation(s, np.full((2, 2), 0.25), threshold=0.5, score=scores[i])
+
+    return FailureBrowser(scores, same, np.full(6, 0.5), explain), calls
+
+
+def test_failure_browser_filters_sorts_and_explains():
+    browser, calls = make_browser()
+    assert [v for _, v in browser.failure.options] == [0, 1, 5, 3]  # worst miss first
+    assert browser.failure.value == 0 and browser.explanation.score == pytest.approx(0.9)
+    assert browser.header.value == ("<b>4</b> failures of 6 pairs: 2 false accepts, "
+                                    "2 false rejects")
+    browser.kind.value = "false rejects"
+    assert [v for _, v in browser.failure.options] == [1, 5]
+    assert browser.failure.value == 1
+    s_heat = heatmaps(browser.figure)[0]
+    assert np.asarray(s_heat.z)[0, 0] == pytest.approx(0.2 + 0.01)
+    assert browser.histogram.data[-1].x == (pytest.approx(0.2),)
+    assert "false reject" in browser.summary.value and "misses by 0.3000" in browser.summary.value
+    browser.order.value = "closest miss first"
+    assert [v for _, v in browser.failure.options] == [5, 1]
+    assert browser.failure.value == 1  # the selection survives a re-sort
+    browser.failure.value = 5
+    assert np.asarray(heatmaps(browser.figure)[0].z)[0, 0] == pytest.approx(0.4 + 0.05)
+    browser.kind.value = "false accepts"
+    assert [v for _, v in browser.failure.options] == [3, 0]
+    assert browser.failure.value == 3
+    assert sorted(set(calls)) == [0, 1, 3, 5]  # never explains a correct pair
+
+
+def test_failure_browser_needs_failures():
+    with pytest.raises(ValueError, match="no failures"):
+        FailureBrowser([0.9, 0.1], [True, False], [0.5, 0.5], explain=None)
+
+
+# ------------------------------------------------------------------ attention ablation maths
+
+
+@pytest.fixture(scope="module")
+def small_head():
+    torch.manual_seed(0)
+    head = XCosHead(6, 4, temperature=0.7).eval()
+    for m in head.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    ga, gb = torch.randn(5, 6, 3, 3), torch.randn(5, 6, 3, 3)
+    return head, ga, gb
+
+
+def test_ablated_attention_matches_the_core_modules(small_head):
+    head, ga, gb = small_head
+    with torch.no_grad():
+        out = head(ga, gb)
+        fa, fb = head.adapt(ga), head.adapt(gb)
+        logits = head.attention.logits(fa, fb).numpy()
+        s = out.cos_map.numpy().astype(np.float64)
+
+        def score(attention_module):
+            return head.with_attention(attention_module)(ga, gb).score.numpy()
+
+        learned = ablated_attention("learned", logits, 0.7)
+        np.testing.assert_allclose((s * learned).sum((1, 2)), out.score.numpy(), atol=1e-5)
+        uniform = ablated_attention("uniform", logits)
+        np.testing.assert_allclose((s * uniform).sum((1, 2)), score(UniformAttention()),
+                                   atol=1e-5)
+        prior = np.arange(1.0, 10.0).reshape(3, 3)
+        np.testing.assert_allclose((s * ablated_attention("prior", logits, prior=prior)).sum(
+            (1, 2)), score(PriorAttention(torch.tensor(prior))), atol=1e-5)
+        keep = top_k_keep_mask(learned, 2)
+        assert (keep.reshape(5, -1).sum(1) == 7).all()
+        masked = ablated_attention("learned, top-k masked", logits, 0.7, k=2)
+        np.testing.assert_allclose((s * masked).sum((1, 2)),
+                                   score(MaskedAttention(head.attention, torch.tensor(keep))),
+                                   atol=1e-5)
+        # another temperature: the same module with its temperature changed
+        hot = ablated_attention("learned", logits, 3.0)
+        head.attention.temperature = 3.0
+        try:
+            np.testing.assert_allclose((s * hot).sum((1, 2)), head(ga, gb).score.numpy(),
+                                       atol=1e-5)
+        finally:
+            head.attention.temperature = 0.7
+
+
+def test_top_k_mask_and_priors_by_hand():
+    w = np.array([[[0.1, 0.4], [0.3, 0.2]], [[0.25, 0.25], [0.25, 0.25]]])
+    assert top_k_keep_mask(w, 1).astype(int).tolist() == [[[1, 0], [1, 1]], [[0, 1], [1, 1]]]
+    with pytest.raises(ValueError, match="keep at least one cell"):
+        top_k_keep_mask(w, 4)
+    att = np.array([np.full((1, 2), v) for v in (1.0, 3.0, 5.0)])
+    priors = fold_priors(att, np.array([0, 1, 1]))
+    np.testing.assert_allclose(priors[:, 0, 0], [4.0, 1.0, 1.0])  # mean of the OTHER folds
+
+
+def toy_ablation():
+    """20 pairs in 10 folds on a 2x2 grid. Cell 0 tells the truth (S=+1 genuine, -1
+    impostor); the other three cells lie (S=-0.5 genuine, +0.5 impostor). The learned logits
+    put 10 on cell 0 and 0 elsewhere.
+
+    By hand: learned W0 = e^10 / (e^10 + 3) ~ 1 -> scores ~ +-1 -> 100 %. Uniform: genuine
+    (1 - 1.5) / 4 = -0.125 < impostor 0.125 -> no threshold beats 50 %. Prior = the mean
+    learned W ~ cell 0 -> 100 %. Top-1 masked: cells 1-3 only -> -0.5 vs 0.5 -> 50 %.
+    """
+    same = np.array([True, False] * 10)
+    folds = np.repeat(np.arange(10), 2)
+    s = np.where(same[:, None, None], [[1.0, -0.5], [-0.5, -0.5]], [[-1.0, 0.5], [0.5, 0.5]])
+    logits = np.tile(np.array([[10.0, 0.0], [0.0, 0.0]]), (20, 1, 1))
+    return AttentionAblation(s, logits, 1.0, same, folds,
+                             explain=lambda i, w: fake_explanation(s[i], w),
+                             model_cosine=np.where(same, 0.9, 0.1))
+
+
+def test_attention_ablation_accuracies_by_hand():
+    ab = toy_ablation()
+    ab.k.value = 1
+    acc = dict(zip(ab.table["variant"], ab.table["accuracy_mean"]))
+    assert acc == pytest.approx({"learned": 100.0, "uniform": 50.0, "prior": 100.0,
+                                 "learned, top-k masked": 50.0})
+    bars = ab.bars.data[0]
+    np.testing.assert_allclose(bars.y, [100, 50, 100, 50])
+    assert ab.bars.layout.shapes[0].y0 == pytest.approx(100.0)  # the model cosine reference
+    ab.k.value = 0  # nothing masked: the masked variant is the learned one
+    acc = dict(zip(ab.table["variant"], ab.table["accuracy_mean"]))
+    assert acc["learned, top-k masked"] == pytest.approx(100.0)
+    # T = 10^1.5: W0 = e^(10/31.6) / (e^(10/31.6) + 3) = 0.314, genuine score
+    # 0.314 - 0.686 * 0.5 < 0 < impostor score -> 50 %
+    ab.temperature.value = 10 ** 1.5
+    acc = dict(zip(ab.table["variant"], ab.table["accuracy_mean"]))
+    assert acc["learned"] == pytest.approx(50.0) and acc["prior"] == pytest.approx(100.0)
+    np.testing.assert_allclose(ab.bars.data[0].y, [50, 50, 100, 50])
+    assert "T=31.6" in ab.bars.data[0].x[0]
+
+
+def test_attention_ablation_one_pair_view():
+    ab = toy_ablation()
+    ab.pair.value = 2  # genuine
+    ab.variant.value = "learned"
+    w_heat = heatmaps(ab.figure)[1]  # attention panel
+    assert np.asarray(w_heat.z)[0, 0] == pytest.approx(1.0, abs=1e-3)
+    ab.variant.value = "uniform"
+    np.testing.assert_allclose(np.asarray(heatmaps(ab.figure)[1].z), 0.25)
+    title = ab.figure.layout.title.text
+    assert title.startswith("xCos -0.1250")
+    # the table of this pair lists each variant's decision at its own fold threshold
+    assert ab.pair_scores.value.count("<tr>") == 5
+    # learned: W0 = 1 / (1 + 3 e^-10) = 0.999864, score = 1.5 W0 - 0.5 = 0.99980
+    assert "<td>learned</td><td>0.9998</td>" in ab.pair_scores.value
+    assert "<td>uniform</td><td>-0.1250</td>" in ab.pair_scores.value
+
+
+# ------------------------------------------------------------------ figures
+
+
+def test_pair_figure_threshold_and_overlay():
+    from xcos_xai.viz.pair_figure import pair_figure
+
+    s = np.array([[0.9, 0.5], [0.7, 0.1]])
+    w = np.array([[0.4, 0.1], [0.3, 0.2]])
+    e = fake_explanation(s, w, threshold=0.5)  # score 0.36+0.05+0.21+0.02 = 0.64
+    fig = pair_figure(e, threshold=0.7)
+    s_heat, _, ev_heat = heatmaps(fig)
+    assert (s_heat.zmin + s_heat.zmax) / 2 == pytest.approx(0.7)
+    np.testing.assert_allclose(ev_heat.z, (s - 0.7) * w)
+    assert "vs threshold 0.7000: different people" in fig.layout.title.text
+    assert "same person" in pair_figure(e).layout.title.text
+    assert len(heatmaps(fig)) == 3  # no overlay unless asked
+    over = heatmaps(pair_figure(e, threshold=0.7, overlay_opacity=0.3))[3:]
+    assert [t.opacity for t in over] == [0.3, 0.3]
+    np.testing.assert_allclose(over[0].z, (s - 0.7) * w)
+    # cells cover the 8x8 face: centres at 1.5 and 5.5 (pixel centres at integers)
+    assert over[0].x0 == pytest.approx(1.5) and over[0].dx == pytest.approx(4.0)
+
+
+def test_sync_figure_refuses_other_traces():
+    widget = go.FigureWidget(go.Figure(go.Scatter(y=[1, 2])))
+    sync_figure(widget, go.Figure(go.Scatter(y=[3, 4])))
+    assert widget.data[0].y == (3, 4)
+    with pytest.raises(ValueError, match="rebuild"):
+        sync_figure(widget, go.Figure(go.Bar(y=[1])))
+
+
+# ------------------------------------------------------------------ pair explorer (real model)
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    from xcos_xai.pretrained import load_pretrained
+
+    model = load_pretrained()
+    return PairExplorer(photo_pairs(), model_for=lambda fold: model)
+
+
+@pytest.mark.slow
+def test_pair_explorer_threshold_flips_the_decision(explorer):
+    e = explorer.explanation
+    explorer.threshold.value = round(e.score - 0.01, 3)
+    assert explorer.decision is True
+    assert "same person" in explorer.figure.layout.title.text
+    s_heat = heatmaps(explorer.figure)[0]
+    assert (s_heat.zmin + s_heat.zmax) / 2 == pytest.approx(explorer.threshold.value)
+    np.testing.assert_allclose(np.asarray(heatmaps(explorer.figure)[2].z),
+                               (e.cos_map - explorer.threshold.value) * e.attention, atol=1e-6)
+    explorer.threshold.value = round(e.score + 0.01, 3)
+    assert explorer.decision is False
+    assert "different people" in explorer.summary.value
+    assert "different people" in explorer.figure.layout.title.text
+
+
+@pytest.mark.slow
+def test_pair_explorer_pairs_opacity_and_files(explorer, tmp_path):
+    explorer.pair.value = 1  # Hopper vs her mirror image: the same person
+    assert "mirror" in explorer.pair_label.value
+    e = explorer.explanation
+    assert explorer.threshold.value == pytest.approx(e.threshold)  # reset to the model's
+    np.testing.assert_allclose(np.asarray(heatmaps(explorer.figure)[0].z), e.cos_map)
+    assert e.model_cosine > 0.95 and explorer.decision
+    explorer.opacity.value = 0.7
+    overlays = [t for t in explorer.figure.data if t.name and t.name.startswith("evidence")]
+    assert [t.opacity for t in overlays] == [0.7, 0.7]
+    assert all(t.opacity == 0.7 for t in heatmaps(explorer.method_figure))
+    explorer.path_a.value = str(tmp_path / "missing.jpg")
+    explorer.path_b.value = str(tmp_path / "missing.jpg")
+    explorer.explain_files.click()
+    assert "missing.jpg" in explorer.status.value and explorer.explanation is e
+    from xcos_xai.evaluation.photo_demo import shipped_photos
+
+    a, b = shipped_photos().values()
+    explorer.path_a.value, explorer.path_b.value = str(a), str(b)
+    explorer.explain_files.click()
+    assert explorer.pair_label.value == f"{a.name} vs {b.name}"
+    assert explorer.explanation.model_cosine < 0.9  # two different people
+
+
+@pytest.mark.slow
+def test_pair_explorer_method_selector(explorer):
+    methods = available_methods()
+    assert methods[0] == "xcos"
+    assert [v for _, v in explorer.method.options] == methods
+    explorer.method.value = "xcos"
+    assert len(explorer.method_figure.data) == 4  # one row: faces + xCos evidence
+    if len(methods) == 1:
+        pytest.skip("the explainers package is not installed: xCos only")
+    explorer.method.value = "gradcam"
+    fig = explorer.method_figure
+    assert len(fig.data) == 8 and explorer.status.value == ""
+    map_a, map_b = explorer.attribution("gradcam")
+    assert map_a.shape == map_b.shape == explorer.explanation.face_a.shape[:2]
+    np.testing.assert_allclose(np.asarray(heatmaps(fig)[2].z), map_a)
+    assert "Grad-CAM" in fig.layout.annotations[2].text
+
+
+# ------------------------------------------------------------------ real LFW (feature cache)
+
+
+@pytest.fixture(scope="module")
+def lfw_evaluation(lfw_root):
+    from xcos_xai.widgets import HeldOutEvaluation
+
+    return HeldOutEvaluation.load(root=lfw_root)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_failure_browser_on_lfw_counts_the_protocols_errors(lfw_evaluation):
+    from xcos_xai.evaluation.protocol import ten_fold_accuracy
+
+    ev = lfw_evaluation
+    browser = FailureBrowser.from_lfw(ev)
+    res = ten_fold_accuracy(ev.result.scores, ev.index.same, ev.index.pair_fold)
+    # 10 folds of 600 pairs: errors = 6000 * (1 - mean accuracy)
+    assert len(browser.table) == round(6000 * (1 - res.mean))
+    first = browser.table.iloc[0]
+    e = browser.explanation
+    assert e.score == pytest.approx(first.score) and e.threshold == pytest.approx(first.threshold)
+    assert e.contribution.sum() == pytest.approx(e.score, abs=1e-4)
+    assert e.face_a.shape == (150, 150, 3)
+    browser.kind.value = "false accepts"
+    assert not ev.index.same[browser.failure.value] and browser.explanation.same
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_attention_ablation_on_lfw_reproduces_the_evaluation(lfw_evaluation):
+    ev = lfw_evaluation
+    ab = AttentionAblation.from_lfw(ev)
+    # learned and uniform W on the cached maps give the evaluation's own held-out scores
+    np.testing.assert_allclose(ab.scores["learned"], ev.result.scores, atol=1e-5)
+    np.testing.assert_allclose(ab.scores["uniform"], ev.result.uniform_scores, atol=1e-5)
+    before = ab.table.set_index("variant")["accuracy_mean"]
+    ab.k.value = 15  # keep one cell per pair: much worse than the full map
+    after = ab.table.set_index("variant")["accuracy_mean"]
+    assert after["learned, top-k masked"] < before["learned"] - 5
+    assert after["learned"] == before["learned"]

@@ -1,0 +1,72 @@
+"""What the widgets share: which explainers exist, pairs from cached maps, LFW lookup."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import replace
+
+import numpy as np
+
+XCOS = "xcos"
+# Labels of the explainers package's methods (those not listed show their registry name).
+METHOD_LABELS = {
+    "xcos": "xCos", "gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients",
+    "saliency": "Saliency", "smoothgrad": "SmoothGrad", "occlusion": "Occlusion",
+    "random": "Random (control)",
+}
+
+
+def explainers_module():
+    """``xcos_xai.explainers`` when it is installed, else ``None`` (imported lazily)."""
+    if importlib.util.find_spec("xcos_xai.explainers") is None:
+        return None
+    try:
+        return importlib.import_module("xcos_xai.explainers")
+    except ImportError:
+        return None
+
+
+def available_methods() -> list[str]:
+    """Explanation methods the widgets can show: ``"xcos"`` first, then the Captum ones."""
+    module = explainers_module()
+    names = [] if module is None else [n for n in module.list_explainers() if n != XCOS]
+    return [XCOS, *names]
+
+
+def method_label(name: str) -> str:
+    return METHOD_LABELS.get(name, name)
+
+
+def evidence_map(explanation, threshold: float | None = None) -> np.ndarray:
+    """``(S - threshold) * W`` on the grid: sums to ``score - threshold``."""
+    tau = explanation.threshold if threshold is None else threshold
+    return (np.asarray(explanation.cos_map) - tau) * np.asarray(explanation.attention)
+
+
+def with_attention(explanation, attention: np.ndarray):
+    """The same pair and S with another attention W (score and S*W recomputed)."""
+    attention = np.asarray(attention, dtype=np.float32)
+    contribution = np.asarray(explanation.cos_map) * attention
+    score = float(contribution.sum())
+    return replace(explanation, attention=attention, contribution=contribution, score=score,
+                   same=score > explanation.threshold)
+
+
+def lfw_or_none(root=None):
+    """An :class:`~xcos_xai.data.lfw.LFW` when the data directory holds LFW, else ``None``."""
+    from .._env import DataNotFoundError, dataset_dir
+    from ..data.lfw import LFW
+
+    try:
+        path = root if root is not None else dataset_dir("lfw", required=False)
+        return None if path is None else LFW(path)
+    except (DataNotFoundError, FileNotFoundError, ValueError):
+        return None
+
+
+def lfw_aligner():
+    from .._env import cache_dir
+    from ..data.align import FaceAligner
+
+    return FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")

@@ -1,0 +1,78 @@
+"""The 10-fold LFW evaluation as the widgets need it, from the feature cache (seconds, warm)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..explain import PairExplanation
+
+
+@dataclass
+class HeldOutEvaluation:
+    """Held-out xCos of the bundled fold heads on LFW View 2, with the protocol's thresholds.
+
+    Attributes:
+        lfw, features, index: as :func:`~xcos_xai.evaluation.lfw_benchmark.lfw_features`.
+        result: :func:`~xcos_xai.evaluation.lfw_benchmark.bundled_fold_scores` (scores, S, W).
+        model_cosine: ``(6000,)`` the plugged model's own cosine per pair.
+        thresholds, model_thresholds: ``(10,)`` the 10-fold protocol's threshold of each fold
+            (chosen on the other nine) for xCos and for the model cosine.
+    """
+
+    lfw: object
+    features: object
+    index: object
+    result: object
+    model_cosine: np.ndarray
+    thresholds: np.ndarray
+    model_thresholds: np.ndarray
+
+    @classmethod
+    def load(cls, root=None, progress: bool = False) -> HeldOutEvaluation:
+        from ..evaluation.lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
+        from ..evaluation.protocol import ten_fold_accuracy
+
+        lfw, features, index = lfw_features(root=root, progress=progress)
+        result = bundled_fold_scores(features, index)
+        model_cos = model_scores(features, index)["model_cosine"]
+        thr = ten_fold_accuracy(result.scores, index.same, index.pair_fold).thresholds
+        mthr = ten_fold_accuracy(model_cos, index.same, index.pair_fold).thresholds
+        return cls(lfw, features, index, result, model_cos, np.asarray(thr, float),
+                   np.asarray(mthr, float))
+
+    @property
+    def pair_thresholds(self) -> np.ndarray:
+        """``(6000,)`` the xCos threshold that decides each pair (its fold's)."""
+        return self.thresholds[self.index.pair_fold]
+
+    def caption(self, i: int) -> str:
+        r = self.index.frame.iloc[int(i)]
+        kind = "genuine" if r["same"] else "impostor"
+        return (f"pair {int(i)} (fold {int(r['fold'])}, {kind}): {r['name_a']} "
+                f"#{r['index_a']} vs {r['name_b']} #{r['index_b']}")
+
+    def explanation(self, i: int, attention: np.ndarray | None = None,
+                    aligner=None) -> PairExplanation:
+        """Pair ``i`` explained from the cached maps (the numbers the evaluation used), with
+        its fold's protocol thresholds; ``attention`` replaces W (ablations)."""
+        from ._common import lfw_aligner
+
+        i = int(i)
+        r = self.index.frame.iloc[i]
+        fold = int(r["fold"])
+        aligner = aligner or lfw_aligner()
+        face_a = aligner(self.lfw.image_root / r["path_a"]).chip
+        face_b = aligner(self.lfw.image_root / r["path_b"]).chip
+        s = np.asarray(self.result.cos_maps[i], np.float32)
+        w = np.asarray(self.result.attention[i] if attention is None else attention,
+                       np.float32)
+        score = float((s * w).sum()) if attention is not None else float(self.result.scores[i])
+        t = float(self.thresholds[fold])
+        return PairExplanation(
+            score=score, threshold=t, same=score > t,
+            model_cosine=float(self.model_cosine[i]),
+            model_threshold=float(self.model_thresholds[fold]), cos_map=s, attention=w,
+            contribution=s * w, face_a=face_a, face_b=face_b,
+            info={"model": f"dlib-xcos/fold{fold}", "pair": i, "caption": self.caption(i)})

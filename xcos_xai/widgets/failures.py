@@ -1,0 +1,152 @@
+"""``FailureBrowser``: the pairs the 10-fold evaluation gets wrong, each with its explanation."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..viz.pair_figure import pair_figure
+from ..viz.report import score_histogram
+from .pair_explorer import sync_figure
+
+KINDS = {"all failures": None, "false accepts": "false accept", "false rejects": "false reject"}
+ORDERS = ("worst miss first", "closest miss first")
+
+
+def failure_table(scores, same, thresholds, captions=None) -> pd.DataFrame:
+    """The misclassified pairs at per-pair thresholds, worst miss first.
+
+    A pair is decided "same" when ``score > threshold``. A false accept is an impostor pair
+    decided same; a false reject a genuine pair decided different. ``miss`` is how far the
+    score is on the wrong side: ``|score - threshold|``.
+
+    Example:
+        >>> t = failure_table([0.9, 0.2, 0.6, 0.4], [False, True, True, False], [0.5] * 4)
+        >>> t[["pair", "kind", "miss"]].round(2).values.tolist()
+        [[0, 'false accept', 0.4], [1, 'false reject', 0.3]]
+    """
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(same, dtype=bool)
+    t = np.broadcast_to(np.asarray(thresholds, dtype=float), s.shape)
+    decided = s > t
+    wrong = np.flatnonzero(decided != y)
+    frame = pd.DataFrame({
+        "pair": wrong,
+        "kind": np.where(y[wrong], "false reject", "false accept"),
+        "score": s[wrong], "threshold": t[wrong], "miss": np.abs(s[wrong] - t[wrong]),
+    })
+    if captions is not None:
+        frame["caption"] = [captions(int(i)) for i in wrong]
+    return frame.sort_values(["miss", "pair"], ascending=[False, True],
+                             ignore_index=True)
+
+
+class FailureBrowser:
+    """Browse false accepts and false rejects; sort by how far they miss the threshold.
+
+    Args:
+        scores, same, thresholds: per pair (thresholds: the one that decides each pair).
+        explain: ``pair index -> PairExplanation`` for the selected failure.
+        captions: ``pair index -> str``.
+        title: of the score histogram.
+
+    Widgets: ``kind`` (all / false accepts / false rejects), ``order``, ``failure`` (the
+    selected pair index), and the figures ``figure`` (the explanation) and ``histogram``.
+    """
+
+    def __init__(self, scores, same, thresholds, explain: Callable, captions=None,
+                 title: str = "xCos (held-out fold heads)"):
+        self.scores = np.asarray(scores, dtype=float)
+        self.same = np.asarray(same, dtype=bool)
+        self.table = failure_table(scores, same, thresholds, captions or (lambda i: f"pair {i}"))
+        if self.table.empty:
+            raise ValueError("no failures to browse: every pair is decided correctly")
+        self._explain = explain
+        self._cache: dict[int, object] = {}
+        self.kind = W.ToggleButtons(options=list(KINDS), value="all failures")
+        self.order = W.Dropdown(options=ORDERS, value=ORDERS[0], description="order")
+        self.failure = W.Select(options=self._options(), rows=8,
+                                layout=W.Layout(width="100%"))
+        self.summary = W.HTML()
+        self.explanation = self._get(self.failure.value)
+        self.figure = go.FigureWidget(pair_figure(self.explanation, overlay_opacity=0.0))
+        hist = score_histogram(self.scores, self.same, float(np.mean(thresholds)), title)
+        hist.add_trace(go.Scatter(x=[self.explanation.score], y=[0], mode="markers",
+                                  name="selected pair",
+                                  marker=dict(symbol="triangle-up", size=16, color="black")))
+        self.histogram = go.FigureWidget(hist)
+        self.kind.observe(self._on_filter, "value")
+        self.order.observe(self._on_filter, "value")
+        self.failure.observe(self._on_select, "value")
+        self._update_text()
+        counts = self.table["kind"].value_counts()
+        self.header = W.HTML(
+            f"<b>{len(self.table)}</b> failures of {len(self.scores)} pairs: "
+            f"{counts.get('false accept', 0)} false accepts, "
+            f"{counts.get('false reject', 0)} false rejects")
+        self.widget = W.VBox([self.header, W.HBox([self.kind, self.order]), self.failure,
+                              self.summary, self.figure, self.histogram])
+
+    @classmethod
+    def from_lfw(cls, evaluation=None) -> FailureBrowser:
+        """The failures of the bundled fold heads on LFW View 2 (10-fold protocol)."""
+        from ._lfw import HeldOutEvaluation
+
+        ev = evaluation or HeldOutEvaluation.load()
+        browser = cls(ev.result.scores, ev.index.same, ev.pair_thresholds, ev.explanation,
+                      captions=ev.caption)
+        browser.evaluation = ev
+        return browser
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def visible(self) -> pd.DataFrame:
+        """The failures the current filter and order show, in order."""
+        kind = KINDS[self.kind.value]
+        rows = self.table if kind is None else self.table[self.table["kind"] == kind]
+        if self.order.value == ORDERS[1]:
+            rows = rows.iloc[::-1]
+        return rows
+
+    def _options(self) -> list[tuple[str, int]]:
+        return [(f"{r.kind}, misses by {r.miss:.4f}: {r.caption}", int(r.pair))
+                for r in self.visible().itertuples(index=False)]
+
+    def _get(self, i: int):
+        if i not in self._cache:
+            self._cache[i] = self._explain(int(i))
+        return self._cache[i]
+
+    def _update_text(self) -> None:
+        row = self.table[self.table["pair"] == self.failure.value].iloc[0]
+        e = self.explanation
+        agree = ("the model's own cosine gets it right" if (e.model_same != (row.kind ==
+                 "false accept")) else "the model's own cosine makes the same mistake")
+        self.summary.value = (f"<b>{html.escape(row.kind)}</b>: {html.escape(row.caption)}"
+                              f"<br>xCos {row.score:.4f} vs threshold {row.threshold:.4f} "
+                              f"(misses by {row.miss:.4f}); model cosine {e.model_cosine:.4f} "
+                              f"vs {e.model_threshold:.4f}: {agree}")
+
+    def _on_filter(self, _change=None) -> None:
+        options, before = self._options(), self.failure.value
+        values = [v for _, v in options]
+        # new options reset the selection to the first: keep the pair when it is still listed
+        self.failure.options = options
+        if values:
+            self.failure.value = before if before in values else values[0]
+
+    def _on_select(self, change) -> None:
+        if change["new"] is None:
+            return
+        self.explanation = self._get(change["new"])
+        sync_figure(self.figure, pair_figure(self.explanation, overlay_opacity=0.0))
+        self.histogram.data[-1].x = [self.explanation.score]
+        self._update_text()

@@ -1,0 +1,306 @@
+"""``PairExplorer``: one pair, its xCos maps, a threshold to move and other methods beside it."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from ..viz.attribution_figure import attribution_figure
+from ..viz.pair_figure import pair_figure
+from ._common import (
+    XCOS,
+    available_methods,
+    evidence_map,
+    explainers_module,
+    lfw_aligner,
+    lfw_or_none,
+    method_label,
+)
+
+
+@dataclass
+class PairSource:
+    """One pair to explore: two photos (paths or ``(h, w, 3)`` arrays) and where from.
+
+    ``fold`` is the LFW View-2 fold of the pair, so that it is explained by the head that
+    never saw its people; ``None`` uses the head trained on all LFW people.
+    """
+
+    label: str
+    a: object
+    b: object
+    fold: int | None = None
+    same: bool | None = None
+
+
+def sync_figure(widget: go.FigureWidget, figure: go.Figure) -> None:
+    """Copy a freshly built figure into a live ``FigureWidget`` with the same traces."""
+    if len(widget.data) != len(figure.data) or any(
+            a.type != b.type for a, b in zip(widget.data, figure.data)):
+        raise ValueError("the new figure has other traces than the widget: rebuild the widget")
+    with widget.batch_update():
+        for old, new in zip(widget.data, figure.data):
+            props = new.to_plotly_json()
+            props.pop("type", None)
+            old.update(props, overwrite=True)
+        widget.layout.update(figure.layout.to_plotly_json(), overwrite=True)
+
+
+def photo_pairs() -> list[PairSource]:
+    """Pairs of the photos that installed packages ship (used when LFW is absent)."""
+    from ..data.images import load_image
+    from ..evaluation.photo_demo import shipped_photos
+
+    (name_a, path_a), (name_b, path_b) = shipped_photos().items()
+    img_a, img_b = load_image(path_a), load_image(path_b)
+    short_a, short_b = name_a.split(" (")[0], name_b.split(" (")[0]
+    return [
+        PairSource(f"{short_a} vs {short_b}", path_a, path_b, same=False),
+        PairSource(f"{short_a} vs her mirror image", img_a,
+                   np.ascontiguousarray(img_a[:, ::-1]), same=True),
+        PairSource(f"{short_b} vs her mirror image", img_b,
+                   np.ascontiguousarray(img_b[:, ::-1]), same=True),
+    ]
+
+
+def lfw_pairs(lfw) -> list[PairSource]:
+    """LFW View 2's 6000 pairs in file order, each with its fold."""
+    frame = lfw.pairs_frame()
+    return [PairSource(f"pair {i} (fold {r.fold}, {'genuine' if r.same else 'impostor'}): "
+                       f"{r.name_a} #{r.index_a} vs {r.name_b} #{r.index_b}",
+                       lfw.image_root / r.path_a, lfw.image_root / r.path_b, int(r.fold),
+                       bool(r.same))
+            for i, r in enumerate(frame.itertuples(index=False))]
+
+
+class PairExplorer:
+    """Explore one pair at a time: faces with the grid, S, W and evidence; threshold; methods.
+
+    Args:
+        pairs: the pairs to choose from (:func:`lfw_pairs`, :func:`photo_pairs`).
+        model_for: ``fold -> XCosModel``; default: the bundled head of that fold
+            (``load_pretrained(fold=...)``), loaded once per fold.
+        aligner: the face aligner for dataset pairs (default: dlib's, with the chip cache).
+        methods: explanation methods offered beside xCos (default: :func:`available_methods`).
+        start: the index of the pair shown first.
+
+    The widgets are attributes (``pair``, ``threshold``, ``opacity``, ``method``, ``path_a``,
+    ``path_b``, ``explain_files``) so that code and tests can set them as a reader would.
+    """
+
+    def __init__(self, pairs: list[PairSource], model_for: Callable | None = None,
+                 aligner=None, methods: list[str] | None = None, start: int = 0):
+        if not pairs:
+            raise ValueError("PairExplorer needs at least one pair")
+        self.pairs = list(pairs)
+        self._model_for = model_for or _default_model
+        self._models: dict = {}
+        self._aligner = aligner
+        self._explanations: dict = {}
+        self._attributions: dict = {}
+        self._quiet = False
+        methods = methods or available_methods()
+        self.current: PairSource = self.pairs[start]
+        self.explanation = self._explain(self.current)
+
+        self.pair = W.BoundedIntText(value=start, min=0, max=len(self.pairs) - 1,
+                                     description="pair #", layout=W.Layout(width="180px"))
+        self.pair_label = W.HTML()
+        self.path_a = W.Text(description="photo A", placeholder="path to a photo",
+                             layout=W.Layout(width="48%"))
+        self.path_b = W.Text(description="photo B", placeholder="path to a photo",
+                             layout=W.Layout(width="48%"))
+        self.explain_files = W.Button(description="explain these two photos",
+                                      icon="search")
+        t = float(self.explanation.threshold)
+        self.threshold = W.FloatSlider(value=t, min=max(-1.0, t - 0.5), max=min(1.0, t + 0.5),
+                                       step=0.001, readout_format=".3f",
+                                       description="threshold", continuous_update=False,
+                                       layout=W.Layout(width="420px"))
+        self.opacity = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05,
+                                     description="overlay", continuous_update=False)
+        self.method = W.Dropdown(options=[(method_label(m), m) for m in methods], value=XCOS,
+                                 description="beside xCos")
+        self.summary = W.HTML()
+        self.status = W.HTML()
+        self.figure = go.FigureWidget(self._pair_figure())
+        self.method_figure = go.FigureWidget(self._method_figure())
+        self._method_box = W.Box([self.method_figure])
+
+        self.pair.observe(self._on_pair, "value")
+        self.threshold.observe(self._on_threshold, "value")
+        self.opacity.observe(self._on_opacity, "value")
+        self.method.observe(self._on_method, "value")
+        self.explain_files.on_click(self._on_files)
+        self._update_text()
+        self.widget = W.VBox([
+            W.HBox([self.pair, self.pair_label]),
+            W.HBox([self.path_a, self.path_b]), self.explain_files,
+            W.HBox([self.threshold, self.opacity]), self.summary, self.figure,
+            self.method, self.status, self._method_box,
+        ])
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def auto(cls, **kwargs) -> PairExplorer:
+        """LFW View 2 when the data directory has it, else the shipped photos."""
+        lfw = lfw_or_none()
+        if lfw is None:
+            return cls(photo_pairs(), **kwargs)
+        kwargs.setdefault("aligner", lfw_aligner())
+        return cls(lfw_pairs(lfw), **kwargs)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def decision(self) -> bool:
+        """Same person at the slider's threshold: ``score > threshold``."""
+        return self.explanation.score > self.threshold.value
+
+    def model(self, fold: int | None = None):
+        if fold not in self._models:
+            self._models[fold] = self._model_for(fold)
+        return self._models[fold]
+
+    def _explain(self, source: PairSource):
+        from ..explain import explain_pair
+
+        key = id(source)
+        if key not in self._explanations:
+            kwargs = {} if self._aligner is None or source.fold is None else {
+                "aligner": self._aligner}
+            self._explanations[key] = explain_pair(source.a, source.b,
+                                                   model=self.model(source.fold), **kwargs)
+        return self._explanations[key]
+
+    def show(self, source: PairSource) -> None:
+        """Explain and show ``source`` (the threshold resets to its model's threshold)."""
+        self.current = source
+        self.explanation = self._explain(source)
+        t = float(self.explanation.threshold)
+        self._quiet = True  # one redraw below, not one per slider trait
+        try:
+            self.threshold.min, self.threshold.max = -1.0, 1.0
+            self.threshold.value = t
+            self.threshold.min, self.threshold.max = max(-1.0, t - 0.5), min(1.0, t + 0.5)
+        finally:
+            self._quiet = False
+        self._redraw()
+
+    def attribution(self, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(map_a, map_b)`` of ``method`` for the current pair (computed once, cached).
+
+        xCos: the evidence ``(S - threshold) * W`` on the grid (the same cells on both faces).
+        Other methods: ``create_explainer(method, model).attribute(...)`` of the explainers
+        package, explaining the xCos score, at input resolution.
+        """
+        if method == XCOS:
+            ev = evidence_map(self.explanation, self.threshold.value)
+            return ev, ev
+        key = (id(self.current), method)
+        if key not in self._attributions:
+            import torch
+
+            module = explainers_module()
+            if module is None:
+                raise RuntimeError(f"method {method!r} needs the xcos_xai.explainers package")
+            model = self.model(self.current.fold)
+            e = self.explanation
+            chips = torch.from_numpy(np.stack([e.face_a, e.face_b])).permute(0, 3, 1, 2)
+            x = model.input_spec.normalize(chips)
+            explainer = module.create_explainer(method, model)
+            attr = explainer.attribute(x[:1], x[1:], target="xcos").detach()
+            self._attributions[key] = (attr.map_a[0].numpy(), attr.map_b[0].numpy())
+        return self._attributions[key]
+
+    # ------------------------------------------------------------------ views
+
+    def _pair_figure(self) -> go.Figure:
+        return pair_figure(self.explanation, threshold=self.threshold.value
+                           if hasattr(self, "threshold") else None,
+                           overlay_opacity=self.opacity.value if hasattr(self, "opacity")
+                           else 0.0)
+
+    def _method_figure(self) -> go.Figure:
+        e = self.explanation
+        rows = [(method_label(XCOS), *self.attribution(XCOS))]
+        if self.method.value != XCOS:
+            rows.append((method_label(self.method.value), *self.attribution(self.method.value)))
+        return attribution_figure(e.face_a, e.face_b, rows, opacity=max(self.opacity.value, 0.5))
+
+    def _update_text(self) -> None:
+        e, t = self.explanation, self.threshold.value
+        verdict = "same person" if self.decision else "different people"
+        truth = ("" if self.current.same is None else
+                 f" &middot; truth: {'same person' if self.current.same else 'different people'}")
+        self.pair_label.value = html.escape(self.current.label)
+        self.summary.value = (
+            f"<b>xCos {e.score:.4f}</b> vs threshold {t:.4f}: <b>{verdict}</b>{truth} "
+            f"&middot; model cosine {e.model_cosine:.4f} (threshold {e.model_threshold:.4f})")
+
+    def _redraw(self) -> None:
+        sync_figure(self.figure, self._pair_figure())
+        self._redraw_methods()
+        self._update_text()
+
+    def _redraw_methods(self) -> None:
+        self.status.value = ""
+        try:
+            figure = self._method_figure()
+        except Exception as err:  # a failing method must not break the explorer
+            self.status.value = (f"<span style='color:#b2182b'>{html.escape(self.method.value)}"
+                                 f" failed: {html.escape(str(err))}</span>")
+            return
+        try:
+            sync_figure(self.method_figure, figure)
+        except ValueError:  # another number of rows: a new widget
+            self.method_figure = go.FigureWidget(figure)
+            self._method_box.children = [self.method_figure]
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_pair(self, change) -> None:
+        self.show(self.pairs[change["new"]])
+
+    def _on_threshold(self, change) -> None:
+        if not self._quiet:
+            self._redraw()
+
+    def _on_opacity(self, change) -> None:
+        with self.figure.batch_update():
+            for trace in self.figure.data:
+                if trace.type == "heatmap" and trace.name and trace.name.startswith("evidence"):
+                    trace.opacity = change["new"]
+        self._redraw_methods()
+
+    def _on_method(self, change) -> None:
+        self.status.value = f"computing {html.escape(method_label(change['new']))} ..."
+        self._redraw_methods()
+
+    def _on_files(self, _button=None) -> None:
+        a, b = self.path_a.value.strip(), self.path_b.value.strip()
+        if not a or not b:
+            self.status.value = "give two photo paths first"
+            return
+        try:
+            self.show(PairSource(f"{Path(a).name} vs {Path(b).name}", a, b))
+        except Exception as err:  # a bad file is one message, not a traceback
+            self.status.value = (f"<span style='color:#b2182b'>{html.escape(str(err))}</span>")
+
+
+def _default_model(fold):
+    from ..pretrained import load_pretrained
+
+    return load_pretrained(fold=fold)
