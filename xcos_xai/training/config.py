@@ -49,6 +49,8 @@ class ModelConfig:
     margin_scale: float | None = None  # None: s = 64 (ArcFace) / 30 (CosFace)
     margin_m: float | None = None  # None: m = 0.5 (ArcFace) / 0.35 (CosFace)
     detach_cos_map: bool = False  # [F] detachAttentionGradient: no L_cos gradient through S
+    freeze: list = field(default_factory=list)  # parameter-name prefixes kept frozen,
+    # e.g. ["trunk.stem_conv", "trunk.units.0."] (partial fine-tuning; [] = whole trunk)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class OptimConfig:
     batch_size: int = 96  # pairs per micro-batch per rank (2x that many images)
     accum_steps: int = 1  # micro-batches per optimiser step
     lr: float = 1e-3  # SGD: trunk, grid adapter, margin head
+    new_layers_lr: float | None = None  # SGD lr of grid adapter + margin head (None: lr)
     momentum: float = 0.9
     weight_decay: float = 5e-4  # not on normalisation parameters
     milestones: list = field(default_factory=lambda: [12, 15, 18])  # epochs (may be fractions)

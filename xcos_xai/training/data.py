@@ -22,7 +22,7 @@ def to_chip(image: np.ndarray, size: tuple[int, int], flip: bool = False) -> tor
                                                          Image.Resampling.BILINEAR))
     if flip:
         image = image[:, ::-1]
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(image, order="C")).permute(2, 0, 1).contiguous()
 
 
 def build_source(data_cfg):

@@ -124,14 +124,30 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 _RESUME_KEYS = ("run.recipe", "run.seed", "model", "data.format", "data.root",
                 "data.min_images", "data.lfw_folds", "data.p_genuine", "data.flip",
                 "optim.batch_size", "optim.accum_steps", "optim.epochs", "optim.lr",
-                "optim.momentum", "optim.weight_decay", "optim.milestones", "optim.gamma",
-                "optim.warmup_steps", "optim.attention_lr", "optim.alpha", "optim.grad_clip")
+                "optim.momentum", "optim.weight_decay", "optim.new_layers_lr",
+                "optim.milestones", "optim.gamma", "optim.warmup_steps", "optim.attention_lr",
+                "optim.alpha", "optim.grad_clip")
 
 
 def _lookup(d: dict, key: str):
     for part in key.split("."):
         d = d[part]
     return d
+
+
+def _freeze_prefixes(module: torch.nn.Module, prefixes: list) -> list[str]:
+    """Freeze parameters whose names start with one of ``prefixes`` (``model.freeze``)."""
+    names = [n for n, _ in module.named_parameters()]
+    for prefix in prefixes:
+        if not isinstance(prefix, str) or not any(n.startswith(prefix) for n in names):
+            raise ConfigError(f"model.freeze: {prefix!r} matches no parameter; names look "
+                              f"like {', '.join(names[:3])}, ...")
+    frozen = []
+    for n, p in module.named_parameters():
+        if p.requires_grad and any(n.startswith(pre) for pre in prefixes):
+            p.requires_grad_(False)
+            frozen.append(n)
+    return frozen
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -195,6 +211,7 @@ class Trainer:
                                     m.temperature, m.margin, margin_kwargs, cfg.optim.alpha,
                                     m.detach_cos_map).to(d.device)
         self.frozen = freeze_unused_parameters(module, self.source.num_classes)
+        self.frozen += _freeze_prefixes(module, m.freeze)
         self.amp_dtype = _amp_dtype(cfg.engine.amp, d.device)
         self.channels_last = cfg.engine.channels_last and d.device.type == "cuda"
         if self.channels_last:
@@ -203,10 +220,16 @@ class Trainer:
                 self.teacher = self.teacher.to(memory_format=torch.channels_last)
         self.module = module
         o = cfg.optim
-        decay, no_decay = split_decay([module.trunk, module.head.adapter, module.margin_head])
-        self.sgd = torch.optim.SGD([{"params": decay, "weight_decay": o.weight_decay},
-                                    {"params": no_decay, "weight_decay": 0.0}],
-                                   lr=o.lr, momentum=o.momentum)
+        groups = []
+        new_lr = o.new_layers_lr if o.new_layers_lr is not None else o.lr
+        for part, base_lr in ((module.trunk, o.lr),
+                              (torch.nn.ModuleList([module.head.adapter, module.margin_head]),
+                               new_lr)):
+            decay, no_decay = split_decay([part])
+            groups += [{"params": decay, "weight_decay": o.weight_decay, "base_lr": base_lr},
+                       {"params": no_decay, "weight_decay": 0.0, "base_lr": base_lr}]
+        self.sgd = torch.optim.SGD([g for g in groups if g["params"]], lr=o.lr,
+                                   momentum=o.momentum)
         att = [p for p in module.head.attention.parameters() if p.requires_grad]
         self.adam = torch.optim.Adam(att, lr=o.attention_lr) if att else None
         self.optimizers = [self.sgd] + ([self.adam] if self.adam else [])
@@ -319,7 +342,7 @@ class Trainer:
         f = lr_factor(self.global_step, self.steps_per_epoch, o.milestones, o.gamma,
                       o.warmup_steps)
         for group in self.sgd.param_groups:
-            group["lr"] = o.lr * f
+            group["lr"] = group["base_lr"] * f
         return o.lr * f
 
     def _step(self, batches) -> dict:
