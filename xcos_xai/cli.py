@@ -72,12 +72,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return main_compare(args)
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from .explainers.compare import main_compare
-
-    return main_compare(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcos-xai", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,13 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--attention", default=None, choices=[None, "uniform"],
                     help="replace the learned attention (ablation)")
     ex.set_defaults(func=_cmd_explain)
-
-    cmp = sub.add_parser("compare", help="every pair explainer (xCos, Grad-CAM, IG, ...) on "
-                                         "LFW pairs: faithfulness, localisation, cost")
-    from .explainers.compare import add_compare_arguments
-
-    add_compare_arguments(cmp)
-    cmp.set_defaults(func=_cmd_compare)
 
     cmp = sub.add_parser("compare", help="every pair explainer (xCos, Grad-CAM, IG, ...) on "
                                          "LFW pairs: faithfulness, localisation, cost")
