@@ -1,0 +1,105 @@
+"""What each Captum attribution costs relative to xCos's own maps, on the same pairs.
+
+Every explainer of ``xcos_xai.explainers`` runs through its one interface,
+``create_explainer(name, model).attribute(x_a, x_b, target="xcos")``, on the same aligned,
+normalised LFW pairs. Each repetition times every method and xCos next to each other (order
+rotated), and the reported cost of a method is the median over repetitions of
+``time(method) / time(xcos)`` from the same repetition.
+
+Settings (full run): Grad-CAM at the xCos grid; Integrated Gradients with 50 steps;
+occlusion of the grid cells (16 cells per face on the 4x4 grid); SmoothGrad with its
+default 16 noisy samples; saliency (gradient x (input - baseline)). ``--quick`` uses fewer
+IG steps and SmoothGrad samples (stated in the output).
+
+    python benchmarks/captum_cost.py            # 1 pair and 4 pairs, 5 repetitions
+    python benchmarks/captum_cost.py --quick
+"""
+
+from __future__ import annotations
+
+import torch
+from _common import (
+    environment,
+    fmt_ratio,
+    interleave,
+    md_table,
+    paired_ratio,
+    parser,
+    setup_torch,
+    summary,
+    write_results,
+)
+from explain_cost import load_chips
+
+NAME = "captum_cost"
+METHODS = ("gradcam", "integrated_gradients", "occlusion", "smoothgrad", "saliency")
+
+
+def options(quick: bool) -> dict[str, dict]:
+    return {"xcos": {}, "gradcam": {},
+            "integrated_gradients": {"n_steps": 8 if quick else 50},
+            "occlusion": {}, "smoothgrad": {"nt_samples": 4} if quick else {},
+            "saliency": {}}
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    p.add_argument("--pairs", type=int, nargs="+", default=None,
+                   help="batch sizes in pairs (full: 1 4; quick: 1)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (full 5, quick 1)")
+    args = p.parse_args(argv)
+    setup_torch(args.threads)
+    import xcos_xai
+    from xcos_xai.explainers import create_explainer, list_explainers
+
+    quick = args.quick
+    sizes = args.pairs or ([1] if quick else [1, 4])
+    reps = args.reps or (1 if quick else 5)
+    env = environment(args.threads)
+    model = xcos_xai.load_pretrained().eval()
+    available = list_explainers()
+    methods = [m for m in METHODS if m in available]
+    missing = [m for m in METHODS if m not in available]
+    opts = options(quick)
+    explainers = {name: create_explainer(name, model, **opts[name])
+                  for name in ["xcos", *methods]}
+    chips, chip_source = load_chips(2 * max(sizes), seed=1)
+    x = model.input_spec.normalize(torch.from_numpy(chips).permute(0, 3, 1, 2))
+    half = max(sizes)
+    results, raw = {}, {}
+    for b in sizes:
+        xa, xb = x[:b].contiguous(), x[half:half + b].contiguous()
+        cases = {name: (lambda e=e: e.attribute(xa, xb, target="xcos"))
+                 for name, e in explainers.items()}
+        times = interleave(cases, reps, warmup=1, progress=not args.no_progress,
+                           desc=f"{b} pair(s)")
+        raw[b] = times
+        results[b] = {"times": {k: summary(v) for k, v in times.items()},
+                      "ratio_to_xcos": {m: paired_ratio(times[m], times["xcos"])
+                                        for m in methods}}
+    labels = {name: type(e).get_name() for name, e in explainers.items()}
+    payload = {"name": NAME, "quick": quick, "environment": env, "pairs": sizes,
+               "repetitions": reps, "options": opts, "chips": chip_source,
+               "labels": labels, "missing_explainers": missing, "results": results,
+               "raw_times_s": raw}
+    headers = ["method", "settings"] + [f"x xCos, {b} pair{'s' * (b > 1)}" for b in sizes]
+    rows = []
+    for m in methods:
+        setting = ", ".join(f"{k}={v}" for k, v in opts[m].items()) or "defaults"
+        rows.append([labels[m], setting]
+                    + [fmt_ratio(results[b]["ratio_to_xcos"][m], 1) for b in sizes])
+    xcos_ms = ", ".join(f"{b} pair(s) {1e3 * results[b]['times']['xcos']['median_s']:.0f} ms"
+                        for b in sizes)
+    md = [f"## Captum attributions vs xCos (`benchmarks/{NAME}.py`)", "",
+          "Time of one `attribute(x_a, x_b, target=\"xcos\")` call relative to xCos's own "
+          f"maps on the same pairs: median of {reps} paired repetition(s) (interquartile "
+          f"range in brackets); inputs: {chip_source}.", "",
+          md_table(headers, rows), "",
+          f"xCos itself (median, for scale only): {xcos_ms}."]
+    if missing:
+        md.append(f"Not registered in `xcos_xai.explainers` at run time: {', '.join(missing)}.")
+    write_results(args.out, NAME, payload, "\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
