@@ -149,11 +149,12 @@ def write_results(out: Path, name: str, payload: dict, markdown: str) -> tuple[P
     md = out / f"{name}.md"
     js.write_text(json.dumps(payload, indent=1, default=str) + "\n")
     mode = "quick" if payload.get("quick") else "full"
+    dirty = " + uncommitted xcos_xai changes" if env.get("xcos_xai_uncommitted_changes") else ""
+    load = (f"{_load(env.get('load_average_at_start'))} -> "
+            f"{_load(env.get('load_average_at_end'))}")
     foot = (f"\n\n_{mode} run, {env.get('utc', '?')} UTC, commit {env.get('git_commit', '?')}"
-            f"{' + uncommitted xcos_xai changes' if env.get('xcos_xai_uncommitted_changes') else ''}"
-            f", torch {env.get('torch', '?')}, {env.get('torch_threads', '?')} thread(s), "
-            f"{env.get('cpu_count', '?')} CPUs, load average "
-            f"{_load(env.get('load_average_at_start'))} -> {_load(env.get('load_average_at_end'))}_\n")
+            f"{dirty}, torch {env.get('torch', '?')}, {env.get('torch_threads', '?')} "
+            f"thread(s), {env.get('cpu_count', '?')} CPUs, load average {load}_\n")
     md.write_text(markdown.rstrip() + foot)
     print(markdown.rstrip() + foot)
     print(f"wrote {js} and {md}")

@@ -69,7 +69,7 @@ def main(argv=None) -> None:
     results, raw = {}, {}
     for b in sizes:
         xa, xb = x[:b].contiguous(), x[half:half + b].contiguous()
-        cases = {name: (lambda e=e: e.attribute(xa, xb, target="xcos"))
+        cases = {name: (lambda e=e, xa=xa, xb=xb: e.attribute(xa, xb, target="xcos"))
                  for name, e in explainers.items()}
         times = interleave(cases, reps, warmup=1, progress=not args.no_progress,
                            desc=f"{b} pair(s)")

@@ -68,6 +68,7 @@ class temporary_cache:
 def pipeline_part(n_images: int, reps: int, workers: int, batch_size: int,
                   progress: bool) -> dict:
     from tqdm.auto import tqdm
+
     from xcos_xai.data.align import FaceAligner
     from xcos_xai.data.lfw import LFW
     from xcos_xai.evaluation.features import compute_features

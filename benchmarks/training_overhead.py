@@ -95,6 +95,7 @@ def synthetic_folders(root: Path, kind: str, identities: int, images: int) -> Pa
 def engine_overhead(kind: str, data_root: Path, tmp: Path, batch: int, workers: int,
                     steps: int, blocks: int, progress: bool) -> dict:
     from tqdm.auto import tqdm
+
     from xcos_xai.training.config import config_from_dict
     from xcos_xai.training.engine import Trainer
 
@@ -150,6 +151,7 @@ def engine_overhead(kind: str, data_root: Path, tmp: Path, batch: int, workers: 
 
 def plugin_overhead(steps: int, reps: int, progress: bool) -> dict:
     from _common import interleave
+
     from xcos_xai.training.plugin import PluginConfig, train_plugin_head
 
     g = torch.Generator().manual_seed(0)
