@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,11 +70,12 @@ def pipeline_part(n_images: int, reps: int, workers: int, batch_size: int,
                   progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    from xcos_xai.data.align import FaceAligner
+    from xcos_xai.data.align import FaceAligner, MultipleFacesWarning
     from xcos_xai.data.lfw import LFW
     from xcos_xai.evaluation.features import compute_features
     from xcos_xai.models.registry import create_backbone
 
+    warnings.simplefilter("ignore", MultipleFacesWarning)  # a count per call, not news here
     lfw = LFW()
     images = lfw.images()
     paths = [images[i] for i in np.linspace(0, len(images) - 1, n_images).astype(int)]

@@ -267,8 +267,11 @@ def main(argv=None) -> None:
                            ("tiny", 64, 0, 20, 6), ("tiny", 64, 1, 20, 6)]
             plugin_steps, plugin_reps = 150, 5
             ddp = ("dlib", 8, 8, 2, [(1, 1), (1, 2), (2, 1)], 2)
-        roots = {k: synthetic_folders(tmp, k, 40, 8) for k in {r[0] for r in engine_runs}
-                 | {ddp[0]}}
+        # enough images that an epoch outlasts a block of steps (an epoch end would stop it)
+        need: dict[str, int] = {ddp[0]: ddp[1] * (ddp[2] + 1)}
+        for kind, batch, _, steps, _ in engine_runs:
+            need[kind] = max(need.get(kind, 0), batch * (steps + 2))
+        roots = {k: synthetic_folders(tmp, k, max(40, -(-n // 8)), 8) for k, n in need.items()}
         engine = [engine_overhead(kind, roots[kind], tmp, batch, workers, steps, blocks,
                                   progress)
                   for kind, batch, workers, steps, blocks in engine_runs]
