@@ -14,6 +14,7 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from _common import HERE, RESULTS
 
@@ -28,6 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (< 1 min each)")
     p.add_argument("--threads", type=int, default=None, help="passed to every script")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", type=Path, default=RESULTS,
+                   help="results folder, passed to every script (default benchmarks/results)")
     args = p.parse_args(argv)
     names = args.names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -37,6 +40,7 @@ def main(argv=None) -> int:
     for name in names:
         cmd = [sys.executable, str(HERE / f"{name}.py")]
         cmd += ["--quick"] * args.quick + ["--no-progress"] * args.no_progress
+        cmd += ["--out", str(args.out)]
         if args.threads is not None:
             cmd += ["--threads", str(args.threads)]
         print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
@@ -49,10 +53,10 @@ def main(argv=None) -> int:
              "Written by `python benchmarks/run_all.py`; each section comes from "
              "`benchmarks/results/<name>.md` (see `benchmarks/README.md` for what is measured)."]
     for name in BENCHMARKS:
-        md = RESULTS / f"{name}.md"
+        md = args.out / f"{name}.md"
         if md.exists():
             parts += ["", md.read_text().strip()]
-    (RESULTS / "README.md").write_text("\n".join(parts) + "\n")
+    (args.out / "README.md").write_text("\n".join(parts) + "\n")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
