@@ -461,6 +461,30 @@ def test_format_aligner(fmt, format_files, face, aligner, face_chip):
                    one_face, "one face found")
 
 
+def test_broken_exif_is_ignored_with_a_warning(tmp_path):
+    arr = _quadrants()
+    png = _png(arr)
+    at = png.index(b"IDAT") - 4
+    path = tmp_path / "bad_exif.png"
+    path.write_bytes(png[:at] + _chunk(b"eXIf", b"garbage!!") + png[at:])
+
+    def run():
+        with pytest.warns(UserWarning, match=r"bad_exif.png.*ignoring unreadable EXIF"):
+            return load_image(path)
+    expect_handled("load_image", "unreadable EXIF block", run,
+                   lambda r: np.testing.assert_array_equal(r, arr),
+                   "pixels as stored, a warning naming the file")
+
+
+def test_cli_evaluate_without_lfw(run_cli, tmp_path, capsys):
+    code = cli.main(["evaluate", "--lfw", str(tmp_path / "nowhere"), "--out",
+                     str(tmp_path / "ev")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert str(tmp_path / "nowhere") in lines[0] and "point XCOS_XAI_DATA" in lines[0]
+    _record("xcos-xai evaluate", "--lfw folder without LFW", "error: exit 2, one line")
+
+
 def test_sideways_face_without_exif_has_no_face(face, aligner, tmp_path):
     """The control for the EXIF case: the same rotated pixels, no tag, give no face."""
     path = tmp_path / "sideways.png"
