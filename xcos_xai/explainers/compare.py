@@ -545,7 +545,8 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
 
 
 def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
-                workers: int = 1, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+                workers: int = 1, progress: bool = True, reverse: bool = False,
+                skip_done_in: list[str | Path] = ()) -> tuple[pd.DataFrame, dict]:
     """Run every method on ``config.n_pairs`` LFW View-2 pairs and write the results.
 
     Args:
@@ -553,6 +554,10 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
         root: the LFW folder (default ``$XCOS_XAI_DATA/lfw``; a clear error when absent).
         config: a :class:`CompareConfig`.
         workers: processes, each running ``config.threads`` torch threads.
+        reverse: work from the last pair backwards (a second process on another machine
+            or core can then share a run: see ``skip_done_in`` and :func:`summarize_records`).
+        skip_done_in: other output folders of the same configuration whose finished pairs
+            are not recomputed (checked once at the start).
     """
     from tqdm.auto import tqdm
 
@@ -585,7 +590,14 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
             records_path.unlink()
     if not records_path.exists():
         records_path.write_text(stamp + "\n", encoding="utf-8")
-    todo = [j for j in jobs if j["i"] not in done]
+    elsewhere = set()
+    for other in skip_done_in:
+        other_config, other_records = read_records(other)
+        if asdict(other_config) == asdict(config):
+            elsewhere |= {r["i"] for r in other_records}
+    todo = [j for j in jobs if j["i"] not in done and j["i"] not in elsewhere]
+    if reverse:
+        todo = todo[::-1]
     start = time.perf_counter()
     with open(records_path, "a", encoding="utf-8") as fh, \
             tqdm(total=len(jobs), initial=len(done), desc="compare", unit="pair",
@@ -607,12 +619,49 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
                 for rec in pool.map(evaluate_pair, todo, chunksize=1):
                     keep(rec)
     wall = time.perf_counter() - start
-    records = [done[j["i"]] for j in jobs]
+    records = [done[j["i"]] for j in jobs if j["i"] in done]
     table, curves = summarize(records, config)
     write_outputs(out, table, curves, config,
                   extra={"wall_time_s": wall, "workers": workers,
                          "cpu_count": os.cpu_count(), "resumed_pairs": len(jobs) - len(todo)})
     _save_examples(records, {j["i"]: (j["chip_a"], j["chip_b"]) for j in jobs}, out)
+    return table, curves
+
+
+def read_records(out: str | Path) -> tuple[CompareConfig, list[dict]]:
+    """The configuration and the finished pair records of a (possibly running) comparison."""
+    path = Path(out) / "records.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no comparison records at {path}: run `xcos-xai compare "
+                                f"--out {out}` first")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    config = CompareConfig(**json.loads(lines[0]))
+    records = {}
+    for line in lines[1:]:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # the line being written
+            continue
+        records[rec["i"]] = rec
+    return config, [records[i] for i in sorted(records)]
+
+
+def summarize_records(out: str | Path, dest: str | Path | None = None,
+                      also: list[str | Path] = ()):
+    """Table and curves from the records written so far (e.g. of an unfinished run), merged
+    with the records of other folders ``also`` that ran the same configuration."""
+    config, records = read_records(out)
+    merged = {r["i"]: r for r in records}
+    for other in also:
+        other_config, other_records = read_records(other)
+        if asdict(other_config) != asdict(config):
+            raise ValueError(f"{other} ran another configuration than {out}: not merged")
+        for r in other_records:
+            merged.setdefault(r["i"], r)
+    records = [merged[i] for i in sorted(merged)]
+    table, curves = summarize(records, config)
+    write_outputs(Path(dest or out), table, curves, config,
+                  extra={"partial": len(records) < config.n_pairs})
     return table, curves
 
 
