@@ -174,6 +174,16 @@ def _bad_crc(face):
     return bytes(data)
 
 
+def _link_to_dev_null(face, path):
+    path.symlink_to("/dev/null")  # a character device: exists, but not a regular file
+
+
+def _sparse(path, size):
+    with open(path, "wb") as f:
+        f.write(_png_header_claiming(64, 64))
+        f.truncate(size)  # sparse: no disk used; refused before it is read
+
+
 # name -> (file name, writer(face, path) or None for "do not create", fix pattern)
 BROKEN_FILES = {
     "truncated JPEG": ("t.jpg", lambda f, p: p.write_bytes(_truncated(f, "JPEG")),
@@ -198,6 +208,11 @@ BROKEN_FILES = {
     "PNG header claiming 8000x8000 (over MAX_PIXELS)": (
         "big.png", lambda f, p: p.write_bytes(_png_header_claiming(8000, 8000)),
         r"8000x8000 = 64000000 pixels, more than the limit.*downscale it first"),
+    "link to /dev/null (not a regular file)": ("devnull.jpg", _link_to_dev_null,
+                                               r"is not a regular file: give the path"),
+    "64 MiB sparse file (over the file-size limit)": (
+        "sparse.png", lambda f, p: _sparse(p, 64 << 20),
+        r"is 67108864 bytes, more than an image of up to 1000000 pixels can need"),
     "face over a lowered MAX_PIXELS": (
         "face_big.png", lambda f, p: p.write_bytes(_png(np.repeat(np.repeat(f, 2, 0), 2, 1))),
         r"400x468 = 187200 pixels.*decompression bombs.*raise max_pixels"),
@@ -221,6 +236,8 @@ def broken(request, broken_files, monkeypatch):
     if case == "face over a lowered MAX_PIXELS":
         monkeypatch.setattr(images, "MAX_PIXELS", 100_000)  # the module setting; the good
         # face (200x234 = 46,800 pixels) still passes
+    if case.startswith("64 MiB sparse file"):
+        monkeypatch.setattr(images, "MAX_PIXELS", 1_000_000)  # limit 8 MB + 16 MiB
     return case, broken_files[case], BROKEN_FILES[case][2]
 
 
@@ -504,6 +521,17 @@ def test_format_explain_pair(fmt, format_files, good_path, model):
     expect_handled("explain_pair(a=bad)", fmt.name,
                    lambda: explain_pair(path, good_path, model=model), same_person,
                    "explained; model cosine with the RGB face > 0.9")
+
+
+def test_explain_pair_casts_to_the_models_dtype(model, good_path):
+    import copy
+
+    double = copy.deepcopy(model).double()
+    ref = explain_pair(good_path, good_path, model=model)
+    expect_handled("explain_pair(a=bad)", "a float64 model", lambda: explain_pair(
+        good_path, good_path, model=double), lambda e: np.testing.assert_allclose(
+        [e.score, e.model_cosine], [ref.score, ref.model_cosine], atol=1e-5),
+                   "faces cast to the weights' dtype")
 
 
 def test_cli_explains_a_sixteen_bit_grey_face(format_files, good_path, run_cli, tmp_path):

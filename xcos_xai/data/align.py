@@ -413,13 +413,9 @@ class FaceAligner:
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
-    if not path.is_file():
-        load_image(path)  # raises the right ImageError (missing, directory, ...)
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise ImageError(f"{what} cannot be read ({err.strerror or err}): check its "
-                         "permissions") from None
+    from .images import _read_path  # the same checks (missing, directory, size) as loading
+
+    return _read_path(path, what)
 
 
 def _align_job(job):

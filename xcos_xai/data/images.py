@@ -32,7 +32,9 @@ Everything that cannot give a usable face photo raises one :class:`ImageError` (
 says what to do: missing, unreadable, empty, non-image, truncated or corrupt files; images
 smaller than :data:`MIN_SIDE` pixels on a side; images over :data:`MAX_PIXELS` pixels
 (checked from the header, before decoding: a decompression-bomb guard; Pillow's own
-``DecompressionBombWarning``/``DecompressionBombError`` become the same error); NaN or inf
+``DecompressionBombWarning``/``DecompressionBombError`` become the same error); files
+larger than any image of that many pixels can be (``8 * MAX_PIXELS`` bytes plus 16 MiB,
+checked before reading) and paths that are not regular files (devices, pipes); NaN or inf
 values; values out of range; unsupported shapes and dtypes.
 
 Limits: ``MAX_PIXELS`` and ``MIN_SIDE`` are module settings (change them for the whole
@@ -252,13 +254,22 @@ def _decode(stream, what: str, max_pixels: int, min_side: int) -> np.ndarray:
                          "re-export or re-download the file") from None
 
 
-def _read_path(path: Path, what: str) -> bytes:
+def _read_path(path: Path, what: str, max_pixels: int | None = None) -> bytes:
     if not path.exists():
         raise ImageError(f"{what} does not exist: check the path (relative paths are taken "
                          f"from the working directory {os.getcwd()!r})")
     if path.is_dir():
         raise ImageError(f"{what} is a directory: give the path of one image file")
+    if not path.is_file():  # a device, pipe or socket: reading could block or never end
+        raise ImageError(f"{what} is not a regular file: give the path of an image file")
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    limit = 8 * max_pixels + (16 << 20)  # 16-bit RGBA, uncompressed, plus metadata
     try:
+        size = path.stat().st_size
+        if size > limit:  # refused before reading: the file-size side of the bomb guard
+            raise ImageError(f"{what} is {size} bytes, more than an image of up to "
+                             f"{max_pixels} pixels can need ({limit} bytes): downscale or "
+                             "re-encode it, or raise max_pixels if you trust the file")
         return path.read_bytes()
     except OSError as err:
         raise ImageError(f"{what} cannot be read ({err.strerror or err}): check its "
@@ -299,7 +310,7 @@ def load_image(source, *, name: str | None = None, max_pixels: int | None = None
             raise ImageError(f"{what} cannot be decoded ({type(err).__name__}: {err}): "
                              "re-export the image") from None
     if isinstance(source, (str, os.PathLike)):
-        data = _read_path(Path(source), what)
+        data = _read_path(Path(source), what, max_pixels)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):

@@ -131,7 +131,8 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
     if device is None:
         device = next(model.parameters()).device
     chips = torch.from_numpy(np.stack([f.chip for f in faces])).permute(0, 3, 1, 2)
-    x = spec.normalize(chips).to(device)
+    dtype = next(model.parameters()).dtype  # e.g. a model moved to float64
+    x = spec.normalize(chips).to(device=device, dtype=dtype)
     with torch.inference_mode():
         out = model(x[:1], x[1:])
     threshold = float(model.threshold)
