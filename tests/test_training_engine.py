@@ -193,14 +193,13 @@ def test_checkpoint_asking_for_code_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- subprocesses
 
 
-def test_two_process_torchrun_equals_one_process_same_global_batch(assets, tmp_path):
+def test_two_process_torchrun_equals_one_process_same_global_batch(assets, tmp_path,
+                                                                   one_thread):
     """2 ranks x 4 pairs (gloo DDP) == 1 rank x 2 micro-batches of 4 (accumulation)."""
     steps = {"optim.max_steps": 6, "optim.batch_size": 4}
     one = tmp_path / "one"
     two = tmp_path / "two"
-    subprocess.run(_train_cmd(*sum((["--set", o] for o in _overrides(
-        assets, one, **steps, **{"optim.accum_steps": 2})), [])), check=True, env=_env(),
-        capture_output=True, timeout=300)
+    train(load_config(None, _overrides(assets, one, **steps, **{"optim.accum_steps": 2})))
     proc = subprocess.run([str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
                            str(REPO / "training" / "train.py"),
                            *sum((["--set", o] for o in _overrides(assets, two, **steps)), [])],
@@ -222,14 +221,13 @@ def test_two_process_torchrun_equals_one_process_same_global_batch(assets, tmp_p
     assert np.allclose([r["loss"] for r in la], [r["loss"] for r in lb], rtol=1e-4)
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(assets, tmp_path):
-    # 48 images, 2 pairs a step: 24 steps an epoch, 48 steps; checkpoints every 4 steps.
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(assets, tmp_path, one_thread):
+    # 48 images, 2 pairs a step: 24 steps an epoch, 48 steps; checkpoints every 5 steps.
+    # The reference runs in this process on one thread, like the OMP_NUM_THREADS=1 children.
     extra = {"optim.epochs": 2, "optim.batch_size": 2, "engine.checkpoint_every": 5,
              "optim.milestones": [1.5]}
     ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(*sum((["--set", o] for o in _overrides(assets, ref, **extra)),
-                                   [])), check=True, env=_env(), capture_output=True,
-                   timeout=300)
+    train(load_config(None, _overrides(assets, ref, **extra)))
     out = tmp_path / "killed"
     args = sum((["--set", o] for o in _overrides(assets, out, **extra)), [])
     proc = subprocess.Popen(_train_cmd(*args), env=_env(), stdout=subprocess.DEVNULL,

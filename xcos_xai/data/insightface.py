@@ -138,12 +138,18 @@ class RecordFile:
         if not self.idx_path.is_file():
             raise FileNotFoundError(f"index {self.idx_path} not found: put train.idx beside "
                                     f"{self.rec_path.name} or pass idx_path=")
-        self.offsets = _parse_idx(self.idx_path)
+        offsets = _parse_idx(self.idx_path)
+        # Sorted numpy arrays, not a dict: millions of entries stay compact and are shared
+        # (not copied) by forked DataLoader workers.
+        self._keys = np.fromiter(offsets.keys(), dtype=np.int64, count=len(offsets))
+        self._offs = np.fromiter(offsets.values(), dtype=np.int64, count=len(offsets))
+        order = np.argsort(self._keys)
+        self._keys, self._offs = self._keys[order], self._offs[order]
         self.size = self.rec_path.stat().st_size
-        bad = [k for k, o in self.offsets.items() if o + 8 > self.size]
-        if bad:
-            raise InsightFaceFormatError(f"{self.idx_path}: record {bad[0]} starts at byte "
-                                         f"{self.offsets[bad[0]]}, past the end of "
+        bad = np.flatnonzero(self._offs + 8 > self.size)
+        if len(bad):
+            raise InsightFaceFormatError(f"{self.idx_path}: record {self._keys[bad[0]]} starts "
+                                         f"at byte {self._offs[bad[0]]}, past the end of "
                                          f"{self.rec_path} ({self.size} bytes): the .rec is "
                                          "truncated or the index belongs to another file")
         self._fh = None
@@ -155,10 +161,19 @@ class RecordFile:
         return state
 
     def keys(self) -> list[int]:
-        return sorted(self.offsets)
+        return self._keys.tolist()
+
+    def __contains__(self, key) -> bool:
+        i = np.searchsorted(self._keys, key)
+        return bool(i < len(self._keys) and self._keys[i] == key)
+
+    def contains_all(self, keys: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``keys`` the index lists."""
+        i = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return self._keys[i] == keys
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self._keys)
 
     def _file(self):
         if self._fh is None or self._pid != os.getpid():
@@ -168,10 +183,10 @@ class RecordFile:
 
     def read(self, key: int) -> bytes:
         """The payload of record ``key`` (multi-part records joined as MXNet does)."""
-        if key not in self.offsets:
+        if key not in self:
             raise KeyError(f"record {key} is not in {self.idx_path}")
         fh = self._file()
-        fh.seek(self.offsets[key])
+        fh.seek(int(self._offs[np.searchsorted(self._keys, key)]))
         where = f"{self.rec_path}, record {key}"
         out = bytearray()
         for _ in range(1 << 20):
@@ -249,7 +264,7 @@ class RecordFaces:
         root = Path(root)
         rec = root / "train.rec" if root.is_dir() else root
         self.records = RecordFile(rec)
-        head, _ = self.records.header(0) if 0 in self.records.offsets else (None, b"")
+        head, _ = self.records.header(0) if 0 in self.records else (None, b"")
         if head is not None and head.flag > 0 and len(head.label) >= 2:
             first_id, end = int(head.label[0]), int(head.label[1])
             if not 1 <= first_id <= end:
@@ -267,8 +282,9 @@ class RecordFaces:
                                                  f"[{start}, {stop}) outside [1, {first_id})")
                 keys.extend(range(start, stop))
                 labels.extend([cls] * (stop - start))
-            missing = [k for k in keys if k not in self.records.offsets]
-            if missing:
+            keys_arr = np.asarray(keys, dtype=np.int64)
+            missing = keys_arr[~self.records.contains_all(keys_arr)]
+            if len(missing):
                 raise InsightFaceFormatError(f"{rec}: image record {missing[0]} is listed by "
                                              "an identity but absent from the index")
         else:  # no header: every record is an image whose label is its class

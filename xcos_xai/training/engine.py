@@ -464,6 +464,7 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.global_step, unit="step",
                    desc="train", disable=not (cfg.engine.progress and d.main))
         acc, count, t0, pairs = {}, 0, time.perf_counter(), 0
+        start = t0
         it = None
         last_val = None
         while self.global_step < self.total_steps:
@@ -487,7 +488,8 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 rec = {"type": "train", "step": self.global_step,
                        "epoch": self.global_step / self.steps_per_epoch, **mean,
-                       "pairs_per_s": pairs / dt if dt > 0 else None}
+                       "pairs_per_s": pairs / dt if dt > 0 else None,
+                       "cpu_s": time.process_time(), "wall_s": time.perf_counter() - start}
                 logger.log(rec)
                 bar.set_postfix(loss=f"{mean['loss']:.3f}", l_cos=f"{mean['l_cos']:.4f}")
                 acc, count, t0, pairs = {}, 0, time.perf_counter(), 0
@@ -502,7 +504,8 @@ class Trainer:
         bar.close()
         summary = {"steps": self.global_step, "epochs": self.global_step / self.steps_per_epoch,
                    "images": len(self.source), "identities": self.source.num_classes,
-                   "world_size": d.world, "val": last_val}
+                   "world_size": d.world, "wall_s": time.perf_counter() - start,
+                   "cpu_s": time.process_time(), "val": last_val}
         if d.main:
             self.export()
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
