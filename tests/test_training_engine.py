@@ -301,3 +301,18 @@ def test_checkpoint_write_that_fails_keeps_the_old_one(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["v"].item() == 1
     assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_paths_train_on_cpu(assets, tmp_path, amp):
+    out = tmp_path / amp
+    cfg = load_config(None, _overrides(assets, out, **{"optim.max_steps": 3,
+                                                       "engine.amp": amp}))
+    trainer = Trainer(cfg)
+    before = trainer.module.trunk.body[2][0].weight.detach().clone()
+    trainer.fit()
+    assert trainer.amp_dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    assert all(np.isfinite(r["loss"]) for r in _log(out))
+    assert not torch.equal(before, trainer.module.trunk.body[2][0].weight)
+    scaler = load_checkpoint(out / "checkpoints" / "last.pt")["scaler"]
+    assert (scaler.get("scale") is not None) == (amp == "fp16")  # GradScaler only for fp16
