@@ -17,7 +17,7 @@ Cases, all under ``torch.inference_mode`` and taking turns in one loop:
 Goals: one pair, ``xcos / verify <= 1.15``; batched (64 pairs), explanation throughput
 ``verify_time / xcos_time >= 0.9``.
 
-    python benchmarks/explain_cost.py            # full: 1 pair x 40 reps, 64 pairs x 7 reps
+    python benchmarks/explain_cost.py            # full: 1 pair x 100 reps, 64 pairs x 15 reps
     python benchmarks/explain_cost.py --quick
 """
 
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
 
     quick = args.quick
     batch = args.batch or (8 if quick else 64)
-    reps_single, reps_batch = (6, 2) if quick else (40, 7)
+    reps_single, reps_batch = (6, 2) if quick else (100, 15)
     env = environment(args.threads)
     model = xcos_xai.load_pretrained().eval()
     backbone = model.backbone

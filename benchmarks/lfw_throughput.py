@@ -18,7 +18,7 @@ Part 2: a full re-evaluation with a new head from the cached features of this ma
 6000 View-2 pairs with one newly built head, then the 10-fold protocol; and the job's own
 step, the ten bundled fold heads (``bundled_fold_scores``) plus the protocol. Goal: under 5 s.
 
-    XCOS_XAI_DATA=/path/to/data python benchmarks/lfw_throughput.py   # 256 images, 3 reps
+    XCOS_XAI_DATA=/path/to/data python benchmarks/lfw_throughput.py   # 256 images, 5 reps
     XCOS_XAI_DATA=/path/to/data python benchmarks/lfw_throughput.py --quick
 """
 
@@ -143,7 +143,7 @@ def reevaluation_part(reps: int, progress: bool) -> dict:
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--images", type=int, default=None, help="subset size (full 256, quick 32)")
-    p.add_argument("--reps", type=int, default=None, help="repetitions (full 3, quick 1)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (full 5, quick 1)")
     p.add_argument("--workers", type=int, default=2,
                    help="alignment processes, as the LFW job (default 2)")
     args = p.parse_args(argv)
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
     require_data()
     quick = args.quick
     n = args.images or (32 if quick else 256)
-    reps = args.reps or (1 if quick else 3)
+    reps = args.reps or (1 if quick else 5)
     env = environment(args.threads)
     progress = not args.no_progress
     pipe = pipeline_part(n, reps, args.workers, 64, progress)

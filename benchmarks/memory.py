@@ -111,12 +111,15 @@ def run_child(code: str, threads: int, env_extra: dict | None = None) -> dict:
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--images", type=int, default=None,
-                   help="N for the feature cases (full 512, quick 64)")
+                   help="N for the feature cases (full 1024, quick 64)")
     args = p.parse_args(argv)
     require_data()
     quick = args.quick
-    n = args.images or (64 if quick else 512)
+    n = args.images or (64 if quick else 1024)
     batch = 8 if quick else 64  # compute_features works in chunks of 8 * batch images
+    if n <= 8 * batch:
+        print(f"note: N={n} is not more than one chunk ({8 * batch} images): the growth "
+              "per image then includes the second chunk's start", file=sys.stderr)
     cold = 64
     env = environment(args.threads)
     from tqdm.auto import tqdm

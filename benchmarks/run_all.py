@@ -1,6 +1,6 @@
 """Run every benchmark (or some) one after the other, each in its own process.
 
-    python benchmarks/run_all.py                 # full sizes (about 30-60 min on 2 cores)
+    python benchmarks/run_all.py                 # full sizes (11 min on 2 shared cores)
     python benchmarks/run_all.py --quick         # small sizes: checks that all of them run
     python benchmarks/run_all.py explain_cost memory --threads 1
 
@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         p.error(f"unknown benchmark {unknown[0]!r}: choose from {', '.join(BENCHMARKS)}")
-    failed = []
+    failed, walls = [], {}
+    start = time.perf_counter()
     for name in names:
         cmd = [sys.executable, str(HERE / f"{name}.py")]
         cmd += ["--quick"] * args.quick + ["--no-progress"] * args.no_progress
@@ -46,12 +47,21 @@ def main(argv=None) -> int:
         print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         code = subprocess.run(cmd).returncode
-        print(f"=== {name}: exit {code} after {time.perf_counter() - t0:.0f} s", flush=True)
+        walls[name] = (time.perf_counter() - t0, code)
+        print(f"=== {name}: exit {code} after {walls[name][0]:.0f} s", flush=True)
         if code:
             failed.append(name)
+    total = time.perf_counter() - start
+    ran = ", ".join(f"`{n}` {w:.0f} s" + (f" (**failed**, exit {c}: its section below is "
+                                           "from an earlier run)" if c else "")
+                    for n, (w, c) in walls.items())
     parts = ["# Benchmark results", "",
              "Written by `python benchmarks/run_all.py`; each section comes from "
-             "`benchmarks/results/<name>.md` (see `benchmarks/README.md` for what is measured)."]
+             "`benchmarks/results/<name>.md` (see `benchmarks/README.md` for what is measured). "
+             "Each section's footer gives its run (full or quick), time, commit and load "
+             "average.", "",
+             f"Last `run_all.py{' --quick' * args.quick}` invocation: {ran}; total "
+             f"{total / 60:.1f} min."]
     for name in BENCHMARKS:
         md = args.out / f"{name}.md"
         if md.exists():

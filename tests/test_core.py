@@ -12,6 +12,7 @@ from xcos_xai.core import (
     ArcFaceHead,
     CosFaceHead,
     MaskedAttention,
+    NormAttention,
     PriorAttention,
     UniformAttention,
     XCosAttention,
@@ -195,3 +196,38 @@ def test_teacher_stays_frozen_and_in_eval_mode():
     assert not any(p.requires_grad for p in teacher.parameters())
     with pytest.raises(ValueError, match="NaN"):
         model(torch.full((1, 3, 16, 16), float("nan")), torch.zeros(1, 3, 16, 16))
+
+
+def test_norm_attention_by_hand():
+    # 1x2 grid: cell 0 a=(3,4) |5|, b=(0,2) |2|; cell 1 a=(1,0) |1|, b=(1,1) |sqrt2|.
+    a = _grid([[[3, 4], [1, 0]]])
+    b = _grid([[[0, 2], [1, 1]]])
+    att = NormAttention(2, (1, 2))
+    w = att(a, b)
+    n0, n1 = 5 * 2, 1 * math.sqrt(2)  # power 1, no bias: W ~ |a_c| |b_c|
+    torch.testing.assert_close(w, torch.tensor([[[n0 / (n0 + n1), n1 / (n0 + n1)]]]))
+    # so xCos = sum_c <a_c, b_c> / sum_c |a_c| |b_c| = (8 + 1) / (10 + sqrt 2)
+    head = XCosHead(2, channels=None, attention=att)
+    assert head(a, b).score.item() == pytest.approx(9 / (10 + math.sqrt(2)), abs=1e-6)
+    with torch.no_grad():
+        att.power.fill_(2.0)
+        att.cell_bias.copy_(torch.tensor([[0.0, math.log(3.0)]]))
+    w = att(a, b)
+    m0, m1 = n0 ** 2, 3 * n1 ** 2
+    torch.testing.assert_close(w, torch.tensor([[[m0 / (m0 + m1), m1 / (m0 + m1)]]]))
+    with pytest.raises(ValueError, match=r"built for \(1, 2\) grids"):
+        att(torch.ones(1, 2, 2, 2), torch.ones(1, 2, 2, 2))
+
+
+def test_norm_learned_attention_starts_at_the_norm_weighting_and_learns():
+    torch.manual_seed(0)
+    a, b = torch.randn(6, 8, 4, 4), torch.randn(6, 8, 4, 4)
+    learned = XCosHead(8, channels=None, attention="norm_learned", cells=(4, 4))
+    plain = XCosHead(8, channels=None, attention="norm", cells=(4, 4))
+    torch.testing.assert_close(learned(a, b).attention, plain(a, b).attention)
+    out = learned(a, b)
+    torch.testing.assert_close(out.attention.sum((1, 2)), torch.ones(6))
+    out.score.sum().backward()
+    assert learned.attention.learned_scale.grad.abs() > 0  # the learned part can switch on
+    with pytest.raises(ValueError, match="grid_size"):
+        XCosHead(8, channels=None, attention="norm")

@@ -84,11 +84,43 @@ def test_grid_and_head_compose_to_the_descriptor(grid, shape):
         assert tuple(embedding.shape) == (2, 128)
         torch.testing.assert_close(model.forward_head(g), embedding, rtol=0, atol=1e-6)
         everything = model.forward_all(x)
-    assert set(everything) == {"8x8", "4x4", "embedding"}
+    assert set(everything) == {"8x8", "4x4", "4x4-local", "embedding"}
     assert tuple(everything["8x8"].shape) == (2, 128, 8, 8)
     assert tuple(everything["4x4"].shape) == (2, 256, 4, 4)
     torch.testing.assert_close(everything[grid], g, rtol=0, atol=1e-6)
     torch.testing.assert_close(everything["embedding"], embedding, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("pretrained", [True, False])
+def test_local_descriptors_average_exactly_to_the_descriptor(pretrained):
+    """Grid "4x4-local": 16 local descriptors whose mean is dlib's descriptor, and the
+    split computed by hand from the 4x4 map (the unit's branch lands on the top-left cell
+    of the 2x2 map only; the other quadrants are plain means)."""
+    torch.manual_seed(0)
+    local = create_backbone("dlib_resnet_v1", pretrained=pretrained, grid="4x4-local").eval()
+    plain = create_backbone("dlib_resnet_v1", pretrained=False).eval()
+    plain.load_state_dict(local.state_dict())
+    assert (local.grid_channels, *local.grid_size) == (128, 4, 4)
+    x = torch.randn(3, 3, 150, 150, generator=torch.Generator().manual_seed(1)) * 0.3
+    with torch.no_grad():
+        e = local.forward_features(x)
+        descriptor = plain(x)
+        torch.testing.assert_close(e.mean(dim=(2, 3)), descriptor, rtol=0, atol=1e-5)
+        torch.testing.assert_close(local(x), descriptor, rtol=0, atol=1e-5)
+        g = plain.forward_features(x)
+        assert (g >= 0).all()  # a relu output: why the three plain quadrants stay linear
+        unit = plain.units[-1]
+        branch = unit.conv2(F.relu(unit.conv1(g)))[:, :, 0, 0]
+        quads = g.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2))  # (B, C, 2, 2)
+        top_left = F.relu(quads[:, :, 0, 0] + branch)
+        by_hand = plain.fc((top_left + quads[:, :, 0, 1] + quads[:, :, 1, 0]
+                            + quads[:, :, 1, 1]) / 4)
+        torch.testing.assert_close(by_hand, descriptor, rtol=0, atol=1e-5)
+        # cells outside the top-left quadrant are the fc of the cell itself
+        torch.testing.assert_close(e[:, :, 3, 3], plain.fc(g[:, :, 3, 3]), rtol=0, atol=1e-5)
+        torch.testing.assert_close(plain.forward_all(x)["4x4-local"], e, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(B, 256, 4, 4\) map"):
+        local.local_descriptors(torch.zeros(1, 128, 8, 8))
 
 
 def test_wrong_shapes_are_one_clear_error(port):

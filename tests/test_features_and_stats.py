@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing as mp
+import os
+
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load, load_file
 from torch import nn
 
 from xcos_xai.evaluation.attention_stats import (
@@ -12,7 +18,7 @@ from xcos_xai.evaluation.attention_stats import (
     static_cells,
     summarize_attention,
 )
-from xcos_xai.evaluation.features import compute_features
+from xcos_xai.evaluation.features import atomic_save_safetensors, compute_features
 from xcos_xai.models.registry import InputSpec
 
 
@@ -99,6 +105,104 @@ def test_other_model_or_changed_file_never_reuses_stale_entries(images, tmp_path
     assert not torch.allclose(c.embeddings[0], a.embeddings[0])
     torch.testing.assert_close(c.embeddings[1:], a.embeddings[1:])
     assert len(list(cache.glob("*.safetensors"))) == 3
+
+
+class _BarrierAligner(_CountingAligner):
+    """Waits for the other process before aligning: both have missed the cache by then, so
+    both compute and both write the same entry."""
+
+    def __init__(self, barrier):
+        super().__init__()
+        self.barrier = barrier
+
+    def align_many(self, paths, workers=1, progress=False):
+        self.barrier.wait(timeout=60)
+        return super().align_many(paths, workers, progress)
+
+
+def _fill_features(cache, paths, barrier, queue):
+    torch.set_num_threads(1)  # a forked child: no OpenMP pool inherited half-alive
+    aligner = _BarrierAligner(barrier)
+    fs = compute_features(_TinyBackbone(0).eval(), paths, aligner, cache=cache,
+                          progress=False, batch_size=2)
+    queue.put((os.getpid(), aligner.calls, fs.embeddings.numpy().tobytes(),
+               fs.grids["grid"].numpy().tobytes(), str(fs.meta["cache"])))
+
+
+def test_two_processes_filling_the_feature_cache_leave_one_valid_entry(images, tmp_path):
+    cache = tmp_path / "cache"
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_fill_features, args=(cache, images, barrier, queue))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert {r[0] for r in results} == {p.pid for p in procs}
+    assert [r[1] for r in results] == [5, 5]  # both missed the cache and wrote the entry
+    direct = compute_features(_TinyBackbone(0).eval(), images, _CountingAligner(),
+                              cache=False, progress=False)
+    for _, _, emb, grid, _ in results:
+        assert emb == direct.embeddings.numpy().tobytes()
+        assert grid == direct.grids["grid"].numpy().tobytes()
+    (entry,) = cache.glob("*.safetensors")
+    assert not list(cache.glob("*.tmp")) and {r[4] for r in results} == {str(entry)}
+    stored = load_file(str(entry))
+    torch.testing.assert_close(stored["embedding"], direct.embeddings, rtol=0, atol=0)
+    with safe_open(str(entry), "pt") as fh:
+        assert json.loads(fh.metadata()["keys"]) == [str(p) for p in images]
+    aligner = _CountingAligner()
+    again = compute_features(_TinyBackbone(0).eval(), images, aligner, cache=cache,
+                             progress=False)
+    assert aligner.calls == 0  # a cache hit on the entry the two processes left
+    torch.testing.assert_close(again.embeddings, direct.embeddings, rtol=0, atol=0)
+
+
+def _write_many(path, fill, n, barrier):
+    barrier.wait(timeout=60)
+    for i in range(n):
+        atomic_save_safetensors({"a": torch.full((20_000,), fill), "b": torch.full((3, 7), fill)},
+                                path, metadata={"writer": str(fill), "i": str(i)})
+
+
+def _snapshot(path):
+    """One read of the file (one open: one version of it): its metadata and tensors. Not
+    ``safe_open``, which re-opens the path for tensor data and could pair one version's
+    header with the next version's data."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n])["__metadata__"], load(data)  # load: torn data raises
+
+
+def test_two_cache_writers_of_one_entry_never_leave_a_torn_or_mixed_file(tmp_path):
+    """The level where mixing would show: compute_features writes identical entries, so
+    here two writers put *different* content under one name while this process reads."""
+    path = tmp_path / "cache" / "entry.safetensors"
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_write_many, args=(path, fill, 150, barrier))
+             for fill in (1.0, 2.0)]
+    for p in procs:
+        p.start()
+    reads, seen = 0, set()
+    while any(p.is_alive() for p in procs) or reads == 0:
+        if not path.exists():
+            continue
+        meta, tensors = _snapshot(path)
+        fill = float(meta["writer"])
+        assert tensors["a"].shape == (20_000,) and tensors["b"].shape == (3, 7)
+        assert bool((tensors["a"] == fill).all()) and bool((tensors["b"] == fill).all()), \
+            f"mixed entry: metadata of writer {fill}, other tensors"
+        reads += 1
+        seen.add(meta["writer"])
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert reads >= 10 and seen == {"1.0", "2.0"}
+    assert [q.name for q in path.parent.iterdir()] == ["entry.safetensors"]  # no .tmp left
 
 
 def test_effective_cells_and_static_cells_by_hand():

@@ -57,10 +57,47 @@ def test_saved_toml_reloads_identically(tmp_path):
     ("run.recipe=magic", "run.recipe = 'magic'"),
     ("optim.alpha=2", r"optim.alpha = 2.0: give a weight in \[0, 1\]"),
     ("lr", "write section.key=value"),
+    ("optim.lr=nan", "optim.lr = nan is not a finite number: give a finite value"),
+    ("optim.lr=inf", "optim.lr = inf is not a finite number"),
+    ("optim.gamma=-inf", "optim.gamma = -inf is not a finite number"),
+    ("optim.milestones=['a']", r"optim.milestones\[0\] = 'a': give finite numbers"),
+    ("optim.milestones=[4, true]", r"optim.milestones\[1\] = True: give finite numbers"),
+    ("optim.milestones=[4, nan]", r"optim.milestones\[1\] = nan: give finite numbers"),
+    ("data.lfw_folds=[2, 10]", r"data.lfw_folds\[1\] = 10: give fold numbers, integers 0-9"),
+    ("data.lfw_folds=['0']", r"data.lfw_folds\[0\] = '0': give fold numbers"),
+    ("val.sets=[{name = 'a', format = 'lfw', folds = [0.5]}]",
+     r"val.sets\[0\].folds\[0\] = 0.5: give fold numbers"),
+    ("model.freeze=[1]", r"model.freeze\[0\] = 1: give parameter-name prefixes as strings"),
+    ("head_only={lr = nan}", "head_only.lr = nan is not a finite number"),
 ])
 def test_bad_settings_give_one_clear_error(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, ["run.recipe=scratch", "data.root=/d", override])
+
+
+def test_non_finite_numbers_from_yaml_and_huge_ints_are_refused(tmp_path):
+    (tmp_path / "c.yaml").write_text("run: {recipe: scratch}\ndata: {root: /d}\n"
+                                     "optim: {lr: .nan}\n")
+    with pytest.raises(ConfigError, match="c.yaml: optim.lr = nan is not a finite number"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="optim.lr = inf is not a finite number"):
+        config_from_dict({"run": {"recipe": "scratch"}, "data": {"root": "/d"},
+                          "optim": {"lr": 10 ** 400}})  # beyond float range
+    cfg = load_config(None, ["run.recipe=scratch", "data.root=/d",
+                             "optim.milestones=[0.5, 2]", "data.lfw_folds=[0, 9]"])
+    assert cfg.optim.milestones == [0.5, 2] and cfg.data.lfw_folds == [0, 9]
+
+
+def test_head_only_recipe_needs_data_root_except_for_lfw():
+    teacher = {"pretrained": "/m/teacher.safetensors"}
+    with pytest.raises(ConfigError, match=r"data.root is empty \(data.format = 'folders'\)"):
+        config_from_dict({"run": {"recipe": "head_only"}, "model": teacher})
+    with pytest.raises(ConfigError, match=r"data.root is empty \(data.format = 'rec'\)"):
+        config_from_dict({"run": {"recipe": "head_only"}, "model": teacher,
+                          "data": {"format": "rec"}})
+    cfg = config_from_dict({"run": {"recipe": "head_only"}, "model": teacher,
+                            "data": {"format": "lfw"}})  # "" = $XCOS_XAI_DATA/lfw
+    assert cfg.data.root == ""
 
 
 def test_paper_recipe_needs_a_teacher():

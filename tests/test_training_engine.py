@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from xcos_xai.core import CosFaceHead, XCosHead
+from xcos_xai.training import engine
 from xcos_xai.training.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from xcos_xai.training.config import ConfigError, load_config
 from xcos_xai.training.engine import Trainer, train
@@ -63,6 +64,14 @@ def _log(out: Path, kind: str = "train") -> list[dict]:
     if not path.exists():
         return []
     return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == kind]
+
+
+_TIMING = ("pairs_per_s", "cpu_s", "wall_s")
+
+
+def _untimed(records: list[dict]) -> list[dict]:
+    """Log records without their timing fields (those differ between any two runs)."""
+    return [{k: v for k, v in r.items() if k not in _TIMING} for r in records]
 
 
 def _env() -> dict:
@@ -190,6 +199,159 @@ def test_checkpoint_asking_for_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_setup_device_gives_set_device_an_indexed_gpu(monkeypatch):
+    from torch.cuda._utils import _get_device_index
+
+    calls = []
+
+    def set_device(device):  # as strict as the real one: a device without index raises
+        calls.append(_get_device_index(device))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert engine.setup_device("cuda").device == torch.device("cuda", 0)
+    assert engine.setup_device("auto").device == torch.device("cuda", 0)
+    assert engine.setup_device("cuda:1").device == torch.device("cuda", 1)
+    assert calls == [0, 0, 1]
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun: GPU LOCAL_RANK, whatever was asked
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(engine.dist, "is_initialized", lambda: True)
+    d = engine.setup_device("cuda")
+    assert (d.rank, d.world, d.device, calls[-1]) == (1, 2, torch.device("cuda", 1), 1)
+    assert engine.setup_device("cpu").device == torch.device("cpu") and len(calls) == 4
+
+
+def _edit_checkpoint(path: Path, edit) -> None:
+    ck = load_checkpoint(path)
+    edit(ck)
+    atomic_torch_save(ck, path)
+
+
+def test_resume_on_another_world_size_or_global_batch_is_refused(assets, tmp_path):
+    out = tmp_path / "r"
+    cfg = load_config(None, _overrides(assets, out, **{"optim.max_steps": 2}))
+    train(cfg)
+    last = out / "checkpoints" / "last.pt"
+    ck = load_checkpoint(last)
+    assert (ck["world_size"], ck["sampler"]["global_batch"]) == (1, 4)
+
+    def as_if_two_ranks(ck):  # what 2 processes x 4 pairs write
+        ck["world_size"], ck["sampler"]["global_batch"] = 2, 8
+        ck["rng"], ck["log_window"] = ck["rng"] * 2, ck["log_window"] * 2
+
+    _edit_checkpoint(last, as_if_two_ranks)
+    with pytest.raises(ConfigError, match=r"written by 2 process\(es\) with a global batch "
+                                          r"of 8 pairs .* this run has 1 with 4; .*"
+                                          r"torchrun --nproc_per_node 2"):
+        Trainer(cfg, resume="auto")
+
+    def other_batch(ck):  # same world, another global batch
+        ck["world_size"], ck["sampler"]["global_batch"] = 1, 8
+
+    _edit_checkpoint(last, other_batch)
+    with pytest.raises(ConfigError, match=f"cannot resume {last}: .*global batch of 8 pairs"):
+        Trainer(cfg, resume="auto")
+
+    def older_version(ck):  # no global_batch, no log_window: derived / empty
+        del ck["sampler"]["global_batch"], ck["log_window"]
+
+    _edit_checkpoint(last, older_version)
+    assert Trainer(cfg, resume="auto").global_step == 2
+
+
+def test_checkpoint_missing_entries_is_one_clear_error(assets, tmp_path, capsys):
+    from xcos_xai import cli
+
+    out = tmp_path / "r"
+    overrides = _overrides(assets, out, **{"optim.max_steps": 2})
+    cfg = load_config(None, overrides)
+    train(cfg)
+    last = out / "checkpoints" / "last.pt"
+    good = load_checkpoint(last)
+    _edit_checkpoint(last, lambda ck: ck.pop("progress"))
+    with pytest.raises(CheckpointError, match=f"checkpoint {last} has no entry 'progress' "
+                                              "although its format is 'xcos_xai.train/1'"):
+        Trainer(cfg, resume="auto")
+
+    def old_config(ck):  # a configuration without a key this version compares
+        saved = json.loads(good["config"])
+        del saved["optim"]["grad_clip"]
+        ck.update(good, config=json.dumps(saved))
+
+    _edit_checkpoint(last, old_config)
+    with pytest.raises(CheckpointError, match="has no entry 'config.optim.grad_clip'"):
+        Trainer(cfg, resume="auto")
+    capsys.readouterr()
+    assert cli.main(["train", *sum((["--set", o] for o in overrides), []), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"xcos-xai train: error: checkpoint {last} has no entry "
+                          "'config.optim.grad_clip'")
+
+
+def test_diverging_loss_ends_as_one_line(assets, tmp_path, capsys):
+    from xcos_xai import cli
+    from xcos_xai.training import run
+
+    for name, main, prefix in (("cli", cli.main, ["train"]), ("run", run.main, [])):
+        args = sum((["--set", o] for o in _overrides(assets, tmp_path / name, **{
+            "optim.lr": 1e30, "optim.max_steps": 4})), [])
+        assert main([*prefix, *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        label = "xcos-xai train" if name == "cli" else "train"
+        assert err.startswith(f"{label}: error: loss is nan at step 1: lower optim.lr")
+
+
+def test_rank_without_validation_pairs_contributes_nothing():
+    # 3 pairs on 4 ranks: rank r scores pairs r::4, rank 3 gets none and sends {}
+    shards = [{"xcos": (np.array([0]), np.array([0.5])),
+               "teacher_cosine": (np.array([0]), np.array([0.4]))},
+              {"xcos": (np.array([1]), np.array([-0.25])),
+               "teacher_cosine": (np.array([1]), np.array([-0.1]))},
+              {"xcos": (np.array([2]), np.array([0.75])),
+               "teacher_cosine": (np.array([2]), np.array([0.9]))},
+              {}]
+    merged = engine._merge_shards(shards, 3)
+    assert sorted(merged) == ["teacher_cosine", "xcos"]
+    assert merged["xcos"].tolist() == [0.5, -0.25, 0.75]
+    assert merged["teacher_cosine"].tolist() == [0.4, -0.1, 0.9]
+    assert engine._merge_shards([{}, {}], 0) == {}
+    two = engine._merge_shards([{"xcos": (np.array([0, 2]), np.array([1.0, 3.0]))},
+                                {"xcos": (np.array([1]), np.array([2.0]))}], 3)
+    assert two["xcos"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_resume_inside_a_log_window_gives_the_uninterrupted_log(assets, tmp_path,
+                                                                monkeypatch):
+    # log every 3 steps, checkpoint every 5: the step-5 checkpoint holds steps 4-5 of the
+    # window that the step-6 record averages; the crash at step 8 leaves records 3 and 6
+    extra = {"optim.max_steps": 12, "engine.log_every": 3, "engine.checkpoint_every": 5}
+    ref = tmp_path / "ref"
+    train(load_config(None, _overrides(assets, ref, **extra)))
+    out = tmp_path / "crashed"
+    cfg = load_config(None, _overrides(assets, out, **extra))
+    real_step = Trainer._step
+
+    def crash_at_8(self, batches):
+        if self.global_step == 7:
+            raise KeyboardInterrupt("crash")
+        return real_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "_step", crash_at_8)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg).fit()
+    monkeypatch.undo()
+    assert [r["step"] for r in _log(out)] == [3, 6]
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["log_window"][0]["count"] == 2
+    train(cfg, resume="auto")
+    assert [r["step"] for r in _log(out)] == [3, 6, 9, 12]
+    assert _untimed(_log(out)) == _untimed(_log(ref))
+
+
 # ----------------------------------------------------------------------------- subprocesses
 
 
@@ -249,8 +411,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(assets, tmp_path, on
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    steps = [r["step"] for r in _log(out)]
-    assert steps[-1] == 48 and set(range(1, 49)) <= set(steps)
+    # the log holds every step once, the resumed steps equal to the uninterrupted run's
+    assert [r["step"] for r in _log(out)] == list(range(1, 49))
+    assert [r["loss"] for r in _log(out)] == [r["loss"] for r in _log(ref)]
+    assert _untimed(_log(out)) == _untimed(_log(ref))
 
 
 _WRITER = r"""

@@ -35,6 +35,15 @@ CONFIGS = {
     "long-wide-4x4": PluginConfig(grid="4x4", channels=64, epochs=10, batch_size=256, lr=1e-3),
     "long-offset-4x4": PluginConfig(grid="4x4", cell_offset=True, epochs=10, batch_size=256,
                                     lr=1e-3),
+    # dlib's descriptor split over the 4x4 cells (local descriptors, no adapter): the
+    # attention weighs each cell by its descriptor norms (learned exponent and bias), with
+    # or without the paper's learned attention on top; 800 steps of 256 pairs. (Uniform
+    # weights on the same grid need no training: the "uniform-W" column of these runs.)
+    "local-norm-4x4": PluginConfig(grid="4x4-local", channels=None, attention="norm",
+                                   epochs=5, pairs_per_epoch=40_960, batch_size=256, lr=1e-2),
+    "local-norm-learned-4x4": PluginConfig(grid="4x4-local", channels=None,
+                                           attention="norm_learned", epochs=5,
+                                           pairs_per_epoch=40_960, batch_size=256, lr=1e-3),
     "spec-8x8": PluginConfig(grid="8x8", epochs=3),
     "deep-8x8": PluginConfig(grid="8x8", context_channels=64, epochs=3),
 }

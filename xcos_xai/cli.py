@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError, TypeError) as err:  # OSError: also FileNotFoundError
+    except (ValueError, OSError, TypeError, FloatingPointError) as err:
+        # OSError: also FileNotFoundError; FloatingPointError: a diverging training loss
         message = " ".join(str(err).split())  # always one line
         print(f"xcos-xai {args.command}: error: {message}", file=sys.stderr)
         return 2

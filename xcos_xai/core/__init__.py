@@ -3,6 +3,7 @@
 from .adapter import GridAdapter
 from .attention import (
     MaskedAttention,
+    NormAttention,
     PriorAttention,
     UniformAttention,
     XCosAttention,
@@ -14,7 +15,7 @@ from .model import XCosModel
 from .xcos import XCosHead, XCosOutput, xcos_from_maps
 
 __all__ = [
-    "ArcFaceHead", "CosFaceHead", "GridAdapter", "MaskedAttention", "PriorAttention",
-    "UniformAttention", "XCosAttention", "XCosHead", "XCosModel", "XCosOutput",
+    "ArcFaceHead", "CosFaceHead", "GridAdapter", "MaskedAttention", "NormAttention",
+    "PriorAttention", "UniformAttention", "XCosAttention", "XCosHead", "XCosModel", "XCosOutput",
     "build_attention", "create_margin_head", "patch_cosine_map", "xcos_from_maps",
 ]

@@ -9,6 +9,9 @@ where the grids are the (adapted) ``(B, C, H, W)`` features of face A and face B
 - :class:`PriorAttention`: a fixed, given map (e.g. the correlation prior of the paper).
 - :class:`MaskedAttention`: another attention with some cells forced to 0, renormalised
   (ablations: drop the top-k cells, keep only a region).
+- :class:`NormAttention`: weights from how strongly each cell speaks in both faces
+  (the norms of their features), with a learned exponent and per-cell bias, optionally
+  refined by the learned attention (for grids whose features are local descriptors).
 """
 
 from __future__ import annotations
@@ -141,11 +144,74 @@ class MaskedAttention(nn.Module):
         return weights / total.view(-1, 1, 1)
 
 
+class NormAttention(nn.Module):
+    """``W = softmax((power * (log|a_c| + log|b_c|) + cell_bias [+ scale * learned]) / T)``.
+
+    ``|a_c|`` is the norm of face A's feature at cell ``c``. With ``power = 1`` and no bias,
+    ``W_c`` is proportional to ``|a_c| |b_c|`` and xCos becomes
+    ``sum_c <a_c, b_c> / sum_c |a_c| |b_c|``: every cell counts as much as it weighs in
+    both faces. That is the natural weighting when the cells hold *local descriptors* that
+    average to the model's embedding (dlib's ``"4x4-local"`` grid): a region whose
+    descriptor is short hardly moves the embedding, so it should hardly move the score.
+    ``power`` and ``cell_bias`` are learned (2 + H*W numbers); with ``learned=True`` a
+    paper-style :class:`XCosAttention` adds pair-dependent logits, scaled by a learned
+    factor that starts at 0 (training starts from the norm weighting).
+
+    Args:
+        channels: feature channels (for the optional learned part).
+        grid_size: ``(H, W)`` of the grid (the bias's shape).
+        temperature: softmax temperature (> 0).
+        learned: add the learned pair-dependent logits.
+    """
+
+    def __init__(self, channels: int, grid_size: tuple[int, int], temperature: float = 1.0,
+                 learned: bool = False):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.power = nn.Parameter(torch.tensor(1.0))
+        self.cell_bias = nn.Parameter(torch.zeros(*grid_size))
+        if learned:
+            self.learned = XCosAttention(channels)
+            self.learned_scale = nn.Parameter(torch.tensor(0.0))
+        else:
+            self.learned = None
+            self.register_parameter("learned_scale", None)
+
+    def logits(self, grid_a: torch.Tensor, grid_b: torch.Tensor) -> torch.Tensor:
+        check_pair("grid_a", grid_a, "grid_b", grid_b)
+        if tuple(grid_a.shape[-2:]) != tuple(self.cell_bias.shape):
+            raise ValueError(f"this attention was built for {tuple(self.cell_bias.shape)} "
+                             f"grids, got {tuple(grid_a.shape[-2:])}")
+        tiny = torch.finfo(grid_a.dtype).tiny
+        log_norms = (grid_a.norm(dim=1).clamp_min(tiny).log()
+                     + grid_b.norm(dim=1).clamp_min(tiny).log())
+        z = self.power * log_norms + self.cell_bias
+        if self.learned is not None:
+            z = z + self.learned_scale * self.learned.logits(grid_a, grid_b)
+        return z
+
+    def forward(self, grid_a: torch.Tensor, grid_b: torch.Tensor) -> torch.Tensor:
+        return _softmax_cells(self.logits(grid_a, grid_b), self.temperature)
+
+    def extra_repr(self) -> str:
+        return (f"grid={tuple(self.cell_bias.shape)}, temperature={self.temperature}, "
+                f"learned={self.learned is not None}")
+
+
 def build_attention(kind: str | nn.Module, channels: int, temperature: float = 1.0,
-                    prior: torch.Tensor | None = None) -> nn.Module:
-    """Attention by name: ``"learned"`` (paper), ``"symmetric"``, ``"uniform"``, ``"prior"``."""
+                    prior: torch.Tensor | None = None,
+                    grid_size: tuple[int, int] | None = None) -> nn.Module:
+    """Attention by name: ``"learned"`` (paper), ``"symmetric"``, ``"uniform"``, ``"prior"``,
+    ``"norm"`` and ``"norm_learned"`` (:class:`NormAttention`; they need ``grid_size``)."""
     if isinstance(kind, nn.Module):
         return kind
+    if kind in ("norm", "norm_learned"):
+        if grid_size is None:
+            raise ValueError(f'attention="{kind}" needs grid_size=(H, W)')
+        return NormAttention(channels, tuple(grid_size), temperature,
+                             learned=kind == "norm_learned")
     if kind == "learned":
         return XCosAttention(channels, temperature=temperature)
     if kind == "symmetric":
@@ -156,4 +222,5 @@ def build_attention(kind: str | nn.Module, channels: int, temperature: float = 1
         if prior is None:
             raise ValueError('attention="prior" needs prior=<(H, W) map>')
         return PriorAttention(prior)
-    raise ValueError(f"unknown attention {kind!r}: choose learned, symmetric, uniform or prior")
+    raise ValueError(f"unknown attention {kind!r}: choose learned, symmetric, uniform, prior, "
+                     "norm or norm_learned")

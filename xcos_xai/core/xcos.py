@@ -61,6 +61,8 @@ class XCosHead(nn.Module):
         prior: the ``(H, W)`` map for ``attention="prior"``.
         context_channels, grid_size: options of :class:`GridAdapter` (a 3x3 context conv
             before the reduction; a learned per-cell offset removed before the cosine).
+        cells: ``(H, W)`` of the grid, for attentions with per-cell parameters
+            (``"norm"``, ``"norm_learned"``).
 
     Shapes: ``forward(grid_a, grid_b)`` with ``(B, in_channels, H, W)`` grids returns an
     :class:`XCosOutput` of ``(B,)`` scores and ``(B, H, W)`` maps.
@@ -69,13 +71,15 @@ class XCosHead(nn.Module):
     def __init__(self, in_channels: int, channels: int | None = 32,
                  attention: str | nn.Module = "learned", temperature: float = 1.0,
                  prior: torch.Tensor | None = None, context_channels: int | None = None,
-                 grid_size: tuple[int, int] | None = None):
+                 grid_size: tuple[int, int] | None = None,
+                 cells: tuple[int, int] | None = None):
         super().__init__()
         self.in_channels = in_channels
         self.adapter = (GridAdapter(in_channels, channels, context_channels, grid_size)
                         if channels else nn.Identity())
         self.channels = channels or in_channels
-        self.attention = build_attention(attention, self.channels, temperature, prior)
+        self.attention = build_attention(attention, self.channels, temperature, prior,
+                                         grid_size=cells or grid_size)
 
     def adapt(self, grid: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W)`` to the adapted ``(B, channels, H, W)`` grid."""

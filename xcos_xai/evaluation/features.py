@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .._env import cache_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: dlib's forward_all adds the "4x4-local" grid
 
 
 @dataclass

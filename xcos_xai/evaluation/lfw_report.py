@@ -16,7 +16,7 @@ from .protocol import ten_fold_accuracy
 DESCRIPTIONS = {
     "model_cosine": "plugged model (dlib ResNet): descriptor cosine",
     "model_neg_l2": "plugged model (dlib ResNet): descriptor L2 distance",
-    "xcos": "xCos, learned attention (bundled fold heads)",
+    "xcos": "xCos of the bundled fold heads (their grid and attention: MODEL_CARD.md)",
     "xcos_uniform": "xCos, same heads with uniform attention",
     "dlib_reference": "dlib's own pipeline (dlib-bin compute_face_descriptor), L2",
 }

@@ -546,7 +546,8 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
 
 def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
                 workers: int = 1, progress: bool = True, reverse: bool = False,
-                skip_done_in: list[str | Path] = ()) -> tuple[pd.DataFrame, dict]:
+                skip_done_in: list[str | Path] = (), first: int = 0
+                ) -> tuple[pd.DataFrame, dict]:
     """Run every method on ``config.n_pairs`` LFW View-2 pairs and write the results.
 
     Args:
@@ -558,6 +559,7 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
             or core can then share a run: see ``skip_done_in`` and :func:`summarize_records`).
         skip_done_in: other output folders of the same configuration whose finished pairs
             are not recomputed (checked once at the start).
+        first: start at this pair index (another process takes the pairs before it).
     """
     from tqdm.auto import tqdm
 
@@ -595,7 +597,8 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
         other_config, other_records = read_records(other)
         if asdict(other_config) == asdict(config):
             elsewhere |= {r["i"] for r in other_records}
-    todo = [j for j in jobs if j["i"] not in done and j["i"] not in elsewhere]
+    todo = [j for j in jobs if j["i"] not in done and j["i"] not in elsewhere
+            and j["i"] >= first]
     if reverse:
         todo = todo[::-1]
     start = time.perf_counter()
@@ -681,6 +684,10 @@ def add_compare_arguments(parser) -> None:
                         help="the explained pair score")
     parser.add_argument("--default-head", action="store_true",
                         help="use the default head for every pair instead of the fold heads")
+    parser.add_argument("--deletion-step", type=float, default=d.deletion_step,
+                        help="replaced fraction per deletion step (0.05: 21 points, 0..100 %%)")
+    parser.add_argument("--insertion-step", type=float, default=d.insertion_step,
+                        help="restored fraction per insertion step")
     parser.add_argument("--ig-steps", type=int, default=d.ig_steps)
     parser.add_argument("--smoothgrad-samples", type=int, default=d.smoothgrad_samples)
     parser.add_argument("--localisation", type=int, default=d.n_localisation,
@@ -698,6 +705,7 @@ def main_compare(args) -> int:
     config = CompareConfig(
         n_pairs=args.pairs, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
         target=args.target, fold_heads=not args.default_head, ig_steps=args.ig_steps,
+        deletion_step=args.deletion_step, insertion_step=args.insertion_step,
         smoothgrad_samples=args.smoothgrad_samples, n_localisation=args.localisation,
         n_sensitivity=args.sensitivity, n_randomisation=args.randomisation, seed=args.seed,
         threads=args.threads)

@@ -22,6 +22,21 @@ shape, dlib's ``add_prev`` zero-pads each at the end (extra channels, bottom row
 columns) to the larger shape: at 8x8 -> 4x4 the branch is 256x3x3 and the shortcut 128x4x4.
 Each ``affine`` is a frozen batch norm (``gamma * x + beta`` per channel), kept as buffers
 and folded into its convolution on the fly (same maths, one pass over the map less).
+
+**The descriptor split over the 4x4 grid** (grid ``"4x4-local"``). After the 4x4 map ``g``
+(non-negative: a relu output) comes one downsampling unit, the global mean and the fc.
+Its stride-2 conv has no padding, so on a 4x4 map the residual branch is ``256 x 1 x 1`` and
+``add_prev`` adds it to the top-left cell of the pooled ``2 x 2`` shortcut only. The other
+three quadrants are plain 2x2 means of ``g`` (the relu keeps them: ``g >= 0``). So, with
+``q`` the top-left quadrant's mean and ``b`` the branch::
+
+    descriptor = fc(mean over the 16 cells of g')      g' = g, plus relu(q + b) - q on
+                                                            each top-left quadrant cell
+               = mean over the 16 cells of e_c         e_c = fc(g'_c): 128-d per cell
+
+exactly (fc is linear). ``e`` is a ``(B, 128, 4, 4)`` map of *local descriptors*: they live
+in the space dlib's metric was trained in and average to dlib's own descriptor. xCos on
+them compares each region with the network's own yardstick.
 """
 
 from __future__ import annotations
@@ -41,7 +56,8 @@ from .registry import InputSpec, register_backbone
 __all__ = ["DLIB_MODEL_FILE", "DlibResNet", "dlib_resnet_v1", "dlib_resnet_v1_layout"]
 
 DLIB_MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-GRIDS = ("8x8", "4x4")
+GRIDS = ("8x8", "4x4", "4x4-local")
+LOCAL_GRID = "4x4-local"  # dlib's descriptor split exactly over the 16 cells of the 4x4 map
 _DEFAULT_MEAN = (122.782, 117.001, 104.298)  # the mean stored in the file (R, G, B)
 _INPUT_SIZE = (150, 150)
 
@@ -346,19 +362,44 @@ class DlibResNet(nn.Module):
         self.unit_shapes = shapes
         self._grid_units = {}
         for name in GRIDS:
+            if name == LOCAL_GRID:
+                continue
             h, w = (int(v) for v in name.split("x"))
             hits = [i for i, s in enumerate(shapes) if s[1:] == (h, w)]
             if hits:
                 self._grid_units[name] = hits[-1]
-        if grid not in self._grid_units:
-            raise ValueError(f"{source}: no {grid} map for {size} inputs")
-        self.grid_unit = self._grid_units[grid]
+        base = "4x4" if grid == LOCAL_GRID else grid
+        if base not in self._grid_units:
+            raise ValueError(f"{source}: no {base} map for {size} inputs")
+        self.grid_unit = self._grid_units[base]
         self.grid_channels = shapes[self.grid_unit][0]
         self.grid_size = shapes[self.grid_unit][1:]
+        self._local_ok = self._local_split_is_exact(plan)
+        if grid == LOCAL_GRID:
+            if not self._local_ok:
+                raise ValueError(f"{source}: grid {LOCAL_GRID!r} needs dlib's layout after "
+                                 "the 4x4 map (one unit to 2x2, then the mean and the fc)")
+            self.grid_channels = self.embedding_dim
         if net is not None:
             self._load_records(plan, source)
 
     # -- construction helpers
+
+    def _local_split_is_exact(self, plan: _Plan) -> bool:
+        """True when the descriptor splits exactly over the 4x4 cells (see the module doc):
+        after the 4x4 map comes one downsampling unit whose stride-2, unpadded conv gives a
+        1x1 branch beside a 2x2/2 average-pool shortcut, then the global mean and the fc."""
+        if "4x4" not in self._grid_units:
+            return False
+        at = self._grid_units["4x4"]
+        tail = self.units[at + 1:]
+        if len(tail) != 1 or tail[0].shortcut_pool is None:
+            return False
+        unit = tail[0]
+        return (tuple(self.unit_shapes[-1][1:]) == (2, 2) and unit.conv1.kernel_size == (3, 3)
+                and unit.conv1.stride == (2, 2) and unit.conv1.padding == (0, 0)
+                and unit.shortcut_pool.kernel == (2, 2) and unit.shortcut_pool.stride == (2, 2)
+                and unit.conv2.out_channels == self.unit_shapes[at][0])
 
     def _conv(self, record: LayerRecord, c_in: int, hw: tuple[int, int], source: str):
         a = record.attrs
@@ -410,7 +451,29 @@ class DlibResNet(nn.Module):
         x = self._stem(x)
         for unit in self.units[:self.grid_unit + 1]:
             x = unit(x)
+        if self.grid == LOCAL_GRID:
+            return self.local_descriptors(x)
         return x.contiguous()
+
+    def local_descriptors(self, grid4: torch.Tensor) -> torch.Tensor:
+        """The 4x4 map ``(B, 256, 4, 4)`` to local descriptors ``(B, 128, 4, 4)`` whose mean
+        over the cells is dlib's descriptor (exactly; see the module docstring)."""
+        if not self._local_ok:
+            raise ValueError("this network's layout after the 4x4 map is not dlib's: its "
+                             "descriptor does not split over the cells")
+        at = self._grid_units["4x4"]
+        c4 = self.unit_shapes[at][0]
+        if grid4.dim() != 4 or tuple(grid4.shape[1:]) != (c4, 4, 4):
+            raise ValueError(f"local_descriptors takes the (B, {c4}, 4, 4) map, got "
+                             f"{tuple(grid4.shape)}")
+        unit = self.units[at + 1]
+        x = grid4.contiguous(memory_format=torch.channels_last) if self.channels_last else grid4
+        branch = unit.conv2(F.relu(unit.conv1(x)))  # (B, C, 1, 1): it lands on the top-left
+        quad = grid4[:, :, :2, :2].mean(dim=(2, 3), keepdim=True)
+        fix = F.relu(quad + branch) - quad  # what the unit adds to the top-left quadrant
+        cells = grid4 + F.pad(fix.expand(-1, -1, 2, 2), (0, 2, 0, 2))
+        weight = self.fc.weight[:, :, None, None]
+        return F.conv2d(cells, weight, self.fc.bias).contiguous()
 
     def forward_head(self, grid: torch.Tensor) -> torch.Tensor:
         """The grid ``(B, grid_channels, *grid_size)`` to dlib's descriptor ``(B, 128)``.
@@ -422,6 +485,8 @@ class DlibResNet(nn.Module):
             raise ValueError(f"forward_head takes a (B, {self.grid_channels}, "
                              f"{self.grid_size[0]}, {self.grid_size[1]}) grid, got "
                              f"{tuple(grid.shape)}")
+        if self.grid == LOCAL_GRID:
+            return grid.mean(dim=(2, 3))  # the local descriptors average to the descriptor
         x = grid.contiguous(memory_format=torch.channels_last) if self.channels_last else grid
         for unit in self.units[self.grid_unit + 1:]:
             x = unit(x)
@@ -432,9 +497,10 @@ class DlibResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Both grids and the descriptor in one pass (for feature caches).
+        """Every grid and the descriptor in one pass (for feature caches).
 
-        Returns ``{"8x8": (B, 128, 8, 8), "4x4": (B, 256, 4, 4), "embedding": (B, 128)}``.
+        Returns ``{"8x8": (B, 128, 8, 8), "4x4": (B, 256, 4, 4), "4x4-local": (B, 128, 4, 4),
+        "embedding": (B, 128)}``.
         """
         self._check_input(x)
         wanted = {i: name for name, i in self._grid_units.items()}
@@ -444,6 +510,8 @@ class DlibResNet(nn.Module):
             x = unit(x)
             if i in wanted:
                 out[wanted[i]] = x.contiguous()
+                if wanted[i] == "4x4" and self._local_ok:
+                    out[LOCAL_GRID] = self.local_descriptors(x)
         out["embedding"] = self.fc(x.mean(dim=(2, 3)))
         return out
 

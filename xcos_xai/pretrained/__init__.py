@@ -53,11 +53,20 @@ def load_head(name: str = DEFAULT, fold: int | None = None):
     if not state:
         raise ValueError(f"bundle {name!r} has no head for fold={fold}")
     config = PluginConfig(**meta["config"])
-    # The shapes come from the stored weights: the adapter's first conv and its cell offset.
-    first = state.get("adapter.context.0.weight", state["adapter.conv1x1.0.weight"])
-    offset = state.get("adapter.cell_offset")
-    head = config.build_head(first.shape[1], tuple(offset.shape[1:]) if offset is not None
-                             else None)
+    # The shapes come from the stored weights: the adapter's first conv and its cell offset
+    # (a head without an adapter compares the grid itself: the attention's first conv).
+    if not config.channels:
+        convs = [v for k, v in state.items() if k.endswith("embedding_net.0.weight")]
+        if not convs:
+            raise ValueError(f"bundle {name!r}: a head without adapter needs a learned "
+                             "attention to tell its input channels")
+        first = convs[0]
+    else:
+        first = state.get("adapter.context.0.weight", state.get("adapter.conv1x1.0.weight"))
+    offset, bias = state.get("adapter.cell_offset"), state.get("attention.cell_bias")
+    cells = (tuple(offset.shape[1:]) if offset is not None
+             else tuple(bias.shape) if bias is not None else None)
+    head = config.build_head(first.shape[1], cells)
     head.load_state_dict(state, strict=True)
     thresholds = meta["thresholds"] if fold is None else meta["fold_thresholds"][int(fold)]
     return head.eval(), thresholds, config

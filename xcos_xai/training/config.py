@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -149,13 +150,38 @@ class TrainConfig:
             raise ConfigError(f"run.recipe = {self.run.recipe!r} needs a pretrained teacher: "
                               "set model.pretrained to the weights file (or true for "
                               "dlib_resnet_v1), or use run.recipe = 'scratch'")
-        if self.data.format != "lfw" and not self.data.root and self.run.recipe != "head_only":
-            raise ConfigError("data.root is empty: give the training data folder")
-        for s in self.val.sets:
+        if self.data.format != "lfw" and not self.data.root:
+            raise ConfigError(f"data.root is empty (data.format = {self.data.format!r}): give "
+                              "the training data folder (identity folders, or the folder "
+                              "with train.rec/train.idx); only data.format = 'lfw' has a "
+                              "default ($XCOS_XAI_DATA/lfw)")
+        _numbers("optim.milestones", self.optim.milestones)
+        _numbers("data.lfw_folds", self.data.lfw_folds, folds=True)
+        for i, item in enumerate(self.model.freeze):
+            if not isinstance(item, str):
+                raise ConfigError(f"model.freeze[{i}] = {item!r}: give parameter-name "
+                                  "prefixes as strings, e.g. [\"trunk.stem_conv\"]")
+        for key, value in self.head_only.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"head_only.{key} = {value!r} is not a finite number: give "
+                                  "a finite value")
+        for i, s in enumerate(self.val.sets):
             _choice("val.sets[].format", s.format, ("bin", "lfw"))
             if not s.name:
                 raise ConfigError("every val.sets entry needs a name")
+            _numbers(f"val.sets[{i}].folds", s.folds, folds=True)
         return self
+
+
+def _numbers(key: str, items: list, folds: bool = False) -> None:
+    """Every item of a list setting is a finite number (``folds``: an integer fold 0-9)."""
+    for i, v in enumerate(items):
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if folds and not (number and isinstance(v, int) and 0 <= v <= 9):
+            raise ConfigError(f"{key}[{i}] = {v!r}: give fold numbers, integers 0-9, "
+                              "e.g. [0, 1]")
+        if not number or (isinstance(v, float) and not math.isfinite(v)):
+            raise ConfigError(f"{key}[{i}] = {v!r}: give finite numbers, e.g. [12, 15, 18]")
 
 
 def _choice(key: str, value, options) -> None:
@@ -183,7 +209,10 @@ def _type_ok(value, hint) -> tuple[bool, object]:
         return isinstance(value, int) and not isinstance(value, bool), value
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
+            try:
+                return True, float(value)
+            except OverflowError:  # an int beyond float range: refused as not finite
+                return True, math.inf
         return False, value
     if hint is str:
         return isinstance(value, str), value
@@ -216,6 +245,9 @@ def _build(cls, data, where: str, source: str):
         if not ok:
             raise ConfigError(f"{source}: {key} = {value!r} is a {type(value).__name__}; "
                               f"expected {getattr(hint, '__name__', str(hint))}")
+        if isinstance(conv, float) and not math.isfinite(conv):
+            raise ConfigError(f"{source}: {key} = {conv!r} is not a finite number: give a "
+                              "finite value")
         if cls is ValConfig and name == "sets":
             conv = [_build(ValSet, s, f"{key}[{i}]", source) for i, s in enumerate(conv)]
         kwargs[name] = conv

@@ -12,7 +12,7 @@ from PIL import Image
 from ..data.folders import IdentityFolders, LFWPeople
 from ..data.insightface import RecordFaces, read_bin
 
-__all__ = ["PairDataset", "PairList", "build_source", "build_val_set", "to_chip"]
+__all__ = ["ArrayImages", "PairDataset", "PairList", "build_source", "build_val_set", "to_chip"]
 
 
 def to_chip(image: np.ndarray, size: tuple[int, int], flip: bool = False) -> torch.Tensor:
@@ -37,9 +37,72 @@ def build_source(data_cfg):
                      min_images=data_cfg.min_images)
 
 
+class ArrayImages:
+    """An image source held in memory: ``(N, H, W, 3)`` uint8 RGB images and their labels.
+
+    For synthetic data (:func:`~xcos_xai.training.synthetic.synthetic_source`) and small
+    sets that fit in memory: no files and no decoding. Besides the image-source interface
+    (``labels``, ``num_classes``, ``len``, ``load(i)``, ``describe(i)``) it has
+    :meth:`chips`, all images as one chip tensor, which :class:`PairDataset` indexes a
+    whole batch at a time.
+
+    Args:
+        images: ``(N, H, W, 3)`` uint8 array (kept, not copied).
+        labels: ``(N,)`` integer labels ``0 .. num_classes - 1``.
+
+    Raises:
+        ValueError: wrong shapes or dtype, or fewer than 2 classes.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        images = np.asarray(images)
+        labels = np.asarray(labels, dtype=np.int64)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"images of shape {images.shape} and dtype {images.dtype}: give "
+                             "an (N, H, W, 3) uint8 RGB array")
+        if labels.shape != (len(images),) or (len(labels) and labels.min() < 0):
+            raise ValueError(f"labels of shape {labels.shape}: give {len(images)} integer "
+                             "labels >= 0, one per image")
+        self.images, self.labels = images, labels
+        self.num_classes = int(labels.max()) + 1 if len(labels) else 0
+        if self.num_classes < 2:
+            raise ValueError(f"{self.num_classes} class(es): training pairs need at least 2")
+        self._chips: dict[tuple[int, int], torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        return (f"ArrayImages({len(self)} images {self.images.shape[1]}x"
+                f"{self.images.shape[2]} of {self.num_classes} identities)")
+
+    def describe(self, i: int) -> str:
+        return f"in-memory image {i} (label {int(self.labels[i])})"
+
+    def load(self, i: int) -> np.ndarray:
+        return self.images[i]
+
+    def chips(self, size: tuple[int, int]) -> torch.Tensor:
+        """All images as one ``(N, 3, *size)`` uint8 tensor (made once per size, then cached);
+        the same pixels as :func:`to_chip` gives image by image."""
+        size = tuple(int(v) for v in size)
+        if size not in self._chips:
+            if self.images.shape[1:3] == size:
+                chips = torch.from_numpy(np.ascontiguousarray(self.images)).permute(0, 3, 1, 2)
+                self._chips[size] = chips.contiguous()
+            else:
+                self._chips[size] = torch.stack([to_chip(im, size) for im in self.images])
+        return self._chips[size]
+
+
 class PairDataset(torch.utils.data.Dataset):
     """Items ``(a, b, flip_a, flip_b)`` from :class:`AnchorPairSampler` to
-    ``(chip_a, chip_b, label_a, label_b)``: uint8 ``(3, H, W)`` chips, int64 labels."""
+    ``(chip_a, chip_b, label_a, label_b)``: uint8 ``(3, H, W)`` chips, int64 labels.
+
+    A source with ``chips(size)`` (all chips in memory, e.g. :class:`ArrayImages`) is read a
+    whole batch at a time (``__getitems__``, which the DataLoader calls with a batch's
+    items): one gather instead of a Python call per image.
+    """
 
     def __init__(self, source, size: tuple[int, int]):
         self.source, self.size = source, tuple(size)
@@ -52,6 +115,24 @@ class PairDataset(torch.utils.data.Dataset):
         return (to_chip(self.source.load(a), self.size, bool(fa)),
                 to_chip(self.source.load(b), self.size, bool(fb)),
                 int(self.source.labels[a]), int(self.source.labels[b]))
+
+    def __getitems__(self, items) -> list:
+        chips = getattr(self.source, "chips", None)
+        if chips is None or not len(items):
+            return [self[item] for item in items]
+        idx = torch.as_tensor(np.asarray(items, dtype=np.int64).reshape(-1, 4))
+        every = chips(self.size)
+        out = []
+        for col, flip in ((0, 2), (1, 3)):
+            x = every[idx[:, col]]
+            flipped = idx[:, flip] != 0
+            if bool(flipped.any()):
+                x[flipped] = x[flipped].flip(-1)  # x is a fresh copy: ``every`` is untouched
+            out.append(x.unbind(0))
+        labels = self.source.labels
+        la = labels[idx[:, 0].numpy()].tolist()
+        lb = labels[idx[:, 1].numpy()].tolist()
+        return list(zip(out[0], out[1], la, lb))
 
 
 @dataclass

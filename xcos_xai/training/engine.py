@@ -9,8 +9,12 @@
   logged metrics are all-reduced. A step's *global batch* is ``batch_size * world_size *
   accum_steps`` pairs whatever the layout.
 - **Checkpoints** (``checkpoints/last.pt``, atomic) hold the model, both optimisers, the
-  gradient scaler, the schedule position, the sampler position (epoch, step in epoch) and
-  every rank's RNG state; ``resume`` continues exactly, mid-epoch too.
+  gradient scaler, the schedule position, the sampler position (epoch, step in epoch),
+  every rank's RNG state and its open logging window; ``resume`` continues exactly,
+  mid-epoch too, on the same number of processes and global batch (else it is refused: the
+  saved step position counts steps of that global batch), and first drops the records of
+  ``log.jsonl`` past the checkpoint's step, so a resumed run's log equals an uninterrupted
+  one's (timing fields aside).
 - **Validation** every ``val.every`` steps and at the end: 10-fold accuracy of xCos, of the
   trained model's ID-vector cosine and of the teacher's cosine, via
   :func:`xcos_xai.evaluation.protocol.ten_fold_accuracy`.
@@ -39,7 +43,13 @@ from tqdm.auto import tqdm
 from ..data.samplers import AnchorPairSampler
 from ..evaluation.protocol import ten_fold_accuracy
 from ..models.registry import create_backbone
-from .checkpoint import FORMAT, atomic_torch_save, load_checkpoint, remove_stale_tmp
+from .checkpoint import (
+    FORMAT,
+    CheckpointError,
+    atomic_torch_save,
+    load_checkpoint,
+    remove_stale_tmp,
+)
 from .config import ConfigError, TrainConfig
 from .data import PairDataset, PairImages, build_source, build_val_set
 from .model import build_train_module, freeze_unused_parameters, split_decay
@@ -65,7 +75,11 @@ class DistInfo:
 
 
 def setup_device(preference: str) -> DistInfo:
-    """The device and, under torchrun, the process group (NCCL on CUDA, gloo on CPU)."""
+    """The device and, under torchrun, the process group (NCCL on CUDA, gloo on CPU).
+
+    ``preference``: ``"auto"``, ``"cpu"``, ``"cuda"`` (GPU 0) or ``"cuda:N"``; under torchrun
+    (``WORLD_SIZE > 1``) a CUDA rank always takes GPU ``LOCAL_RANK``.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -76,6 +90,8 @@ def setup_device(preference: str) -> DistInfo:
             raise ConfigError(f"run.device = {preference!r} but CUDA is not available: "
                               "install a CUDA build of PyTorch or set run.device = 'cpu'")
         device = torch.device("cuda", local) if world > 1 else torch.device(preference)
+        if device.index is None:  # set_device needs an index: "cuda" means GPU 0
+            device = torch.device("cuda", 0)
         torch.cuda.set_device(device)
     else:
         device = torch.device(preference)
@@ -130,9 +146,57 @@ _RESUME_KEYS = ("run.recipe", "run.seed", "model", "data.format", "data.root",
 
 
 def _lookup(d: dict, key: str):
-    for part in key.split("."):
-        d = d[part]
+    """``d["a"]["b"]`` for ``key = "a.b"``; a missing part raises ``KeyError("config.a.b")``."""
+    try:
+        for part in key.split("."):
+            d = d[part]
+    except (KeyError, TypeError):
+        raise KeyError(f"config.{key}") from None
     return d
+
+
+def _merge_shards(gathered: list[dict], n: int) -> dict[str, np.ndarray]:
+    """Every rank's ``{name: (indices, values)}`` validation scores to full ``(n,)`` arrays.
+
+    A rank that got no pairs (fewer pairs than ranks) sends ``{}`` and contributes nothing.
+
+    Example:
+        >>> shards = [{"xcos": (np.array([0, 2]), np.array([0.1, 0.3]))},
+        ...           {"xcos": (np.array([1]), np.array([0.2]))}, {}]
+        >>> _merge_shards(shards, 3)["xcos"].tolist()
+        [0.1, 0.2, 0.3]
+    """
+    names = sorted({name for g in gathered for name in g})
+    out = {}
+    for name in names:
+        full = np.full(n, np.nan)
+        for g in gathered:
+            if name in g:
+                gi, gv = g[name]
+                full[gi] = gv
+        out[name] = full
+    return out
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the records of ``log.jsonl`` up to optimiser step ``step`` (a resumed run writes
+    the later ones again; a fresh run, ``step = 0``, keeps none). A torn line is dropped."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
+            keep.append(line)
+    if keep == lines:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _freeze_prefixes(module: torch.nn.Module, prefixes: list) -> list[str]:
@@ -177,6 +241,8 @@ class Trainer:
         self._build()
         torch.manual_seed(cfg.run.seed + 1000 * self.d.rank)  # per-rank stream (dropout)
         self.epoch = self.step_in_epoch = self.global_step = 0
+        self.log_sums: dict[str, float] = {}  # this rank's metrics since the last log record
+        self.log_count = 0
         self.teacher_val: dict[str, np.ndarray] = {}
         if self.resume_path is not None:
             self._load(self.resume_path)
@@ -251,19 +317,21 @@ class Trainer:
             PairDataset(self.source, self.input_spec.size), batch_size=o.batch_size,
             sampler=self.sampler, num_workers=cfg.data.workers,
             pin_memory=d.device.type == "cuda", drop_last=False,
-            persistent_workers=False)
+            # workers > 0: kept across epochs (no re-spawn and re-copy of the data set at
+            # every epoch start); each prefetches 2 batches
+            persistent_workers=cfg.data.workers > 0)
         self.val_sets = [build_val_set(s) for s in cfg.val.sets]
 
     # -- checkpoints
 
     def state_dict(self) -> dict:
-        rng = _rng_state(self.d.device)
+        mine = (_rng_state(self.d.device), {"sums": dict(self.log_sums),
+                                             "count": self.log_count})
         if self.d.enabled:
             gathered = [None] * self.d.world
-            dist.all_gather_object(gathered, rng)
-            rng_all = gathered
+            dist.all_gather_object(gathered, mine)
         else:
-            rng_all = [rng]
+            gathered = [mine]
         return {
             "format": FORMAT,
             "model": self.module.state_dict(),
@@ -274,7 +342,8 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                          "global_step": self.global_step},
-            "rng": rng_all,
+            "rng": [g[0] for g in gathered],
+            "log_window": [g[1] for g in gathered],
             "world_size": self.d.world,
             "config": json.dumps(self.cfg.to_dict()),
             "frozen": list(self.frozen),
@@ -289,7 +358,30 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         ck = load_checkpoint(path)
+        try:
+            self._load_checked(path, ck)
+        except KeyError as err:
+            raise CheckpointError(f"checkpoint {path} has no entry {err.args[0]!r} although its "
+                                  f"format is {FORMAT!r}: it is damaged or was written by "
+                                  "another version of xcos_xai; start a new run.out") from None
+        except (IndexError, TypeError, AttributeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"checkpoint {path} is malformed ({type(err).__name__}: "
+                                  f"{str(err)[:200]}): start a new run.out") from None
+
+    def _load_checked(self, path: Path, ck: dict) -> None:
         saved = json.loads(ck["config"])
+        world, gb = ck["world_size"], ck["sampler"].get("global_batch")
+        if gb is None:  # not stored by every version: the same product from the saved config
+            gb = (_lookup(saved, "optim.batch_size") * world
+                  * _lookup(saved, "optim.accum_steps"))
+        if (world, gb) != (self.d.world, self.sampler.global_batch):
+            raise ConfigError(
+                f"cannot resume {path}: it was written by {world} process(es) with a global "
+                f"batch of {gb} pairs (optim.batch_size x processes x optim.accum_steps), and "
+                f"this run has {self.d.world} with {self.sampler.global_batch}; its step "
+                f"position counts steps of {gb} pairs: resume on {world} process(es) "
+                f"(torchrun --nproc_per_node {world}, or no torchrun for 1) with the saved "
+                f"configuration, or start a new run.out")
         now = self.cfg.to_dict()
         for key in _RESUME_KEYS:
             if _lookup(saved, key) != _lookup(now, key):
@@ -297,20 +389,22 @@ class Trainer:
                                   f"and is now {_lookup(now, key)!r}; resume with the saved "
                                   f"configuration ({self.out / 'config.toml'}) or start a "
                                   "new run.out")
-        self.module.load_state_dict(ck["model"])
-        for opt, sd in zip(self.optimizers, ck["optimizers"]):
-            opt.load_state_dict(sd)
-        self.scaler.load_state_dict(ck["scaler"])
-        self.sampler.load_state_dict(ck["sampler"])
+        try:
+            self.module.load_state_dict(ck["model"])
+            for opt, sd in zip(self.optimizers, ck["optimizers"]):
+                opt.load_state_dict(sd)
+            self.scaler.load_state_dict(ck["scaler"])
+            self.sampler.load_state_dict(ck["sampler"])
+        except (RuntimeError, ValueError) as err:
+            message = " ".join(str(err).split())[:300]
+            raise CheckpointError(f"cannot resume {path}: {message}") from None
         p = ck["progress"]
         self.epoch, self.step_in_epoch, self.global_step = (p["epoch"], p["step_in_epoch"],
                                                            p["global_step"])
-        if ck["world_size"] == self.d.world:
-            _set_rng_state(ck["rng"][self.d.rank], self.d.device)
-        elif self.d.main:
-            print(f"resuming a {ck['world_size']}-process run on {self.d.world} processes: "
-                  "RNG streams restart (only dropout-like randomness is affected)",
-                  file=sys.stderr)
+        _set_rng_state(ck["rng"][self.d.rank], self.d.device)
+        if "log_window" in ck:  # absent in checkpoints of earlier versions: an empty window
+            window = ck["log_window"][self.d.rank]
+            self.log_sums, self.log_count = dict(window["sums"]), int(window["count"])
 
     # -- one step
 
@@ -415,13 +509,7 @@ class Trainer:
             dist.all_gather_object(gathered, local)
         else:
             gathered = [local]
-        scores = {}
-        for key in local:
-            full = np.empty(len(vs))
-            for g in gathered:
-                gi, gv = g[key]
-                full[gi] = gv
-            scores[key] = full
+        scores = _merge_shards(gathered, len(vs))
         if "teacher_cosine" in scores:
             self.teacher_val[vs.name] = scores.pop("teacher_cosine")
         if vs.name in self.teacher_val:
@@ -450,7 +538,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train to ``total_steps``; returns the final summary (also ``summary.json``)."""
         cfg, d = self.cfg, self.d
-        logger = _Logger(self.out, d.main, cfg.engine.tensorboard)
+        logger = _Logger(self.out, d.main, cfg.engine.tensorboard, self.global_step)
         if d.main:
             self.out.mkdir(parents=True, exist_ok=True)
             remove_stale_tmp(self.ckpt_dir)
@@ -463,10 +551,24 @@ class Trainer:
                   f"{self.resume_path or '-'} at step {self.global_step}")
         bar = tqdm(total=self.total_steps, initial=self.global_step, unit="step",
                    desc="train", disable=not (cfg.engine.progress and d.main))
-        acc, count, t0, pairs = {}, 0, time.perf_counter(), 0
-        start = t0
-        it = None
-        last_val = None
+        try:
+            last_val = self._loop(logger, bar)
+        finally:
+            bar.close()
+            logger.close()
+        summary = {"steps": self.global_step, "epochs": self.global_step / self.steps_per_epoch,
+                   "images": len(self.source), "identities": self.source.num_classes,
+                   "world_size": d.world, "wall_s": time.perf_counter() - self._start,
+                   "cpu_s": time.process_time(), "val": last_val}
+        if d.main:
+            self.export()
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+    def _loop(self, logger: _Logger, bar) -> dict | None:
+        cfg = self.cfg
+        t0 = self._start = time.perf_counter()
+        pairs, it, last_val = 0, None, None
         while self.global_step < self.total_steps:
             if it is None:
                 self.sampler.set_epoch(self.epoch, self.step_in_epoch)
@@ -479,38 +581,31 @@ class Trainer:
             if self.step_in_epoch == self.steps_per_epoch:
                 self.epoch, self.step_in_epoch, it = self.epoch + 1, 0, None
             for k, v in stats.items():
-                acc[k] = acc.get(k, 0.0) + v
-            count += 1
+                self.log_sums[k] = self.log_sums.get(k, 0.0) + v
+            self.log_count += 1
             bar.update(1)
             done = self.global_step == self.total_steps
             if self.global_step % cfg.engine.log_every == 0 or done:
-                mean = self._reduce(acc, count)
+                mean = self._reduce(self.log_sums, self.log_count)
                 dt = time.perf_counter() - t0
                 rec = {"type": "train", "step": self.global_step,
                        "epoch": self.global_step / self.steps_per_epoch, **mean,
                        "pairs_per_s": pairs / dt if dt > 0 else None,
-                       "cpu_s": time.process_time(), "wall_s": time.perf_counter() - start}
+                       "cpu_s": time.process_time(), "wall_s": time.perf_counter() - self._start}
                 logger.log(rec)
                 bar.set_postfix(loss=f"{mean['loss']:.3f}", l_cos=f"{mean['l_cos']:.4f}")
-                acc, count, t0, pairs = {}, 0, time.perf_counter(), 0
-            if (self.global_step % cfg.engine.checkpoint_every == 0
-                    or self.step_in_epoch == 0 or done):
-                self.save()
+                self.log_sums, self.log_count, t0, pairs = {}, 0, time.perf_counter(), 0
             if self.val_sets and ((cfg.val.every and self.global_step % cfg.val.every == 0)
                                   or done):
                 last_val = self.validate()
                 logger.log({"type": "val", "step": self.global_step,
                             "epoch": self.global_step / self.steps_per_epoch, **last_val})
-        bar.close()
-        summary = {"steps": self.global_step, "epochs": self.global_step / self.steps_per_epoch,
-                   "images": len(self.source), "identities": self.source.num_classes,
-                   "world_size": d.world, "wall_s": time.perf_counter() - start,
-                   "cpu_s": time.process_time(), "val": last_val}
-        if d.main:
-            self.export()
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
-        logger.close()
-        return summary
+            # after validation: its records and its RNG draws (DataLoader seeds) are in the
+            # checkpoint, so a resumed run neither repeats nor skips them
+            if (self.global_step % cfg.engine.checkpoint_every == 0
+                    or self.step_in_epoch == 0 or done):
+                self.save()
+        return last_val
 
     def export(self) -> Path:
         """The trained network as safetensors (trunk.*, head.*, margin_head.*)."""
@@ -526,18 +621,21 @@ class Trainer:
 class _Logger:
     """JSONL (+ TensorBoard) on the main rank."""
 
-    def __init__(self, out: Path, main: bool, tensorboard: bool):
+    def __init__(self, out: Path, main: bool, tensorboard: bool, step: int = 0):
+        """``step``: the optimiser step the run starts after (0, or the resumed checkpoint's);
+        records past it, from an interrupted run, are dropped (TensorBoard: purged)."""
         self.main = main
         self.tb = None
         if not main:
             return
         out.mkdir(parents=True, exist_ok=True)
+        _truncate_log(out / "log.jsonl", step)
         self.fh = open(out / "log.jsonl", "a")  # noqa: SIM115
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(out / "tb"))
+                self.tb = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
             except ImportError:
                 print("tensorboard is not installed: logging to log.jsonl only",
                       file=sys.stderr)

@@ -23,7 +23,7 @@ class PluginConfig:
     """How a plug-in head is built and trained (defaults: the measured best on dlib 4x4)."""
 
     grid: str = "4x4"
-    channels: int = 32
+    channels: int | None = 32  # None: no adapter, the grid's own features are compared
     attention: str = "learned"
     temperature: float = 1.0
     context_channels: int | None = None
@@ -41,7 +41,7 @@ class PluginConfig:
     def build_head(self, in_channels: int, grid_size: tuple[int, int] | None) -> XCosHead:
         return XCosHead(in_channels, self.channels, attention=self.attention,
                         temperature=self.temperature, context_channels=self.context_channels,
-                        grid_size=grid_size if self.cell_offset else None)
+                        grid_size=grid_size if self.cell_offset else None, cells=grid_size)
 
 
 @dataclass

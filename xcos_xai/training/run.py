@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return run(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"train: error: {err}", file=sys.stderr)
+    except (ConfigError, OSError, ValueError, FloatingPointError) as err:
+        # ValueError: also CheckpointError; FloatingPointError: a diverging loss
+        message = " ".join(str(err).split())  # always one line
+        print(f"train: error: {message}", file=sys.stderr)
         return 2
 
 

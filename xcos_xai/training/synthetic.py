@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["synthetic_images", "write_identity_folders"]
+__all__ = ["synthetic_images", "synthetic_source", "write_identity_folders"]
 
 
 def synthetic_images(n_identities: int, n_images: int, size: int = 32,
@@ -46,3 +46,14 @@ def write_identity_folders(root: str | Path, n_identities: int = 8, n_images: in
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"img_{k:02d}.png")
     return root
+
+
+def synthetic_source(n_identities: int = 8, n_images: int = 6, size: int = 32,
+                     seed: int = 0):
+    """The images of :func:`synthetic_images` as an in-memory image source
+    (:class:`~xcos_xai.training.data.ArrayImages`): the same pixels and labels, in the same
+    order, as :class:`~xcos_xai.data.folders.IdentityFolders` reads back from
+    :func:`write_identity_folders` with the same arguments, without files or decoding."""
+    from .data import ArrayImages
+
+    return ArrayImages(*synthetic_images(n_identities, n_images, size, seed))
