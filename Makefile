@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 export XCOS_XAI_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test lint clean-venv
+.PHONY: setup demo test lint browser clean-venv
 
 setup: $(STAMP)
 
@@ -26,8 +26,25 @@ demo: setup
 lint: setup
 	$(PY) -m ruff check .
 
-test: setup lint
+# Debian's Chromium for tests/test_browser.py (Playwright's own browser download is not used).
+# Installed here as root (CI) when missing; otherwise only said how: the test then skips on a
+# developer machine and fails in CI (CI=true).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium >/dev/null; \
+	else \
+	  echo "chromium is not installed, so the browser test will skip (and fail in CI):"; \
+	  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium"; \
+	fi
+
+# The unit tests first (they warm the feature and chip caches), then the notebooks with nbval:
+# cells marked NBVAL_CHECK_OUTPUT must reproduce their stored output.
+test: setup lint browser
 	$(PY) -m pytest -q --durations=10 -p no:cacheprovider --doctest-modules tests xcos_xai
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -62,9 +62,11 @@ def pair_figure(explanation, title: str | None = None, height: int = 330,
     tau = float(e.threshold if threshold is None else threshold)
     evidence = (s - tau) * w
     rows, cols = s.shape
+    # two-line titles in a smaller font: one line overlaps its neighbours at a notebook's width
     fig = make_subplots(rows=1, cols=5, horizontal_spacing=0.03, subplot_titles=(
-        "face A", "face B", f"patch cosine S (centre = threshold {tau:.3f})",
-        "attention W", "evidence (S - threshold) * W"))
+        "face A", "face B", f"patch cosine S<br>(centred at {tau:.3f})",
+        "attention W", "evidence<br>(S - threshold) * W"))
+    fig.update_annotations(font_size=13)
     fig.add_trace(go.Image(z=e.face_a, name="face A"), 1, 1)
     fig.add_trace(go.Image(z=e.face_b, name="face B"), 1, 2)
     custom = np.stack([s, w, c, evidence], axis=-1)
@@ -97,7 +99,7 @@ def pair_figure(explanation, title: str | None = None, height: int = 330,
     fig.update_layout(
         title=title or (f"xCos {e.score:.4f} vs threshold {tau:.4f}: {verdict}  |  "
                         f"model cosine {e.model_cosine:.4f}"),
-        height=height, margin=dict(l=10, r=10, t=70, b=10), template="plotly_white")
+        height=height, margin=dict(l=10, r=10, t=90, b=10), template="plotly_white")
     return fig
 
 

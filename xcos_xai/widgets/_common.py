@@ -9,6 +9,9 @@ from dataclasses import replace
 import numpy as np
 
 XCOS = "xcos"
+# A pair figure's widget width (px): at the FigureWidget's default 700 px the five panels'
+# titles and colour bars run into each other.
+PAIR_FIGURE_WIDTH = 1000
 # Labels of the explainers package's methods (those not listed show their registry name).
 METHOD_LABELS = {
     "xcos": "xCos", "gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients",
@@ -32,6 +35,14 @@ def available_methods() -> list[str]:
     module = explainers_module()
     names = [] if module is None else [n for n in module.list_explainers() if n != XCOS]
     return [XCOS, *names]
+
+
+def pair_figure_widget(figure):
+    """A ``FigureWidget`` of a :func:`~xcos_xai.viz.pair_figure.pair_figure`, wide enough for
+    its five panels (``sync_figure`` keeps the width)."""
+    import plotly.graph_objects as go
+
+    return go.FigureWidget(figure).update_layout(width=PAIR_FIGURE_WIDTH)
 
 
 def method_label(name: str) -> str:

@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 from ..evaluation.protocol import ten_fold_accuracy
 from ..viz.benchmark_figures import accuracy_bars
 from ..viz.pair_figure import pair_figure
+from ._common import pair_figure_widget
 from .pair_explorer import sync_figure
 
 VARIANTS = ("learned", "uniform", "prior", "learned, top-k masked")
@@ -150,7 +151,8 @@ class AttentionAblation:
         self.pair_scores = W.HTML()
         self._recompute()
         self.bars = go.FigureWidget(self._bars())
-        self.figure = go.FigureWidget(pair_figure(self._pair_explanation(), overlay_opacity=0.0))
+        self.figure = pair_figure_widget(pair_figure(self._pair_explanation(),
+                                                      overlay_opacity=0.0))
         self._update_pair_text()
         for control in (self.k, self.temperature):
             control.observe(self._on_slider, "value")

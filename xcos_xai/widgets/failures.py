@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from ..viz.pair_figure import pair_figure
 from ..viz.report import score_histogram
+from ._common import pair_figure_widget
 from .pair_explorer import sync_figure
 
 KINDS = {"all failures": None, "false accepts": "false accept", "false rejects": "false reject"}
@@ -74,7 +75,7 @@ class FailureBrowser:
                                 layout=W.Layout(width="100%"))
         self.summary = W.HTML()
         self.explanation = self._get(self.failure.value)
-        self.figure = go.FigureWidget(pair_figure(self.explanation, overlay_opacity=0.0))
+        self.figure = pair_figure_widget(pair_figure(self.explanation, overlay_opacity=0.0))
         hist = score_histogram(self.scores, self.same, float(np.mean(thresholds)), title)
         hist.add_trace(go.Scatter(x=[self.explanation.score], y=[0], mode="markers",
                                   name="selected pair",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from ._common import (
     lfw_aligner,
     lfw_or_none,
     method_label,
+    pair_figure_widget,
 )
 
 
@@ -37,6 +40,30 @@ class PairSource:
     b: object
     fold: int | None = None
     same: bool | None = None
+
+
+def _photo_key(photo) -> tuple:
+    """What a photo *is*, for the explanation cache: a file by its resolved path, size and
+    modification time; an array by its shape, dtype and a hash of its pixels."""
+    if isinstance(photo, (str, os.PathLike)):
+        path = Path(photo).expanduser()
+        try:
+            stat = path.stat()
+        except OSError:  # not a file (yet): its name; explaining it fails and caches nothing
+            return ("file", str(path))
+        return ("file", str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    array = np.ascontiguousarray(np.asarray(photo))
+    return ("array", array.shape, array.dtype.str,
+            hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest())
+
+
+def source_key(source: PairSource) -> tuple:
+    """The cache key of a pair: its two photos' content and its fold (which picks the head).
+
+    Not ``id(source)``: a short-lived ``PairSource`` (a typed pair of files) is freed when the
+    next one replaces it, and CPython gives the next new object that same id.
+    """
+    return (_photo_key(source.a), _photo_key(source.b), source.fold)
 
 
 def sync_figure(widget: go.FigureWidget, figure: go.Figure) -> None:
@@ -129,7 +156,7 @@ class PairExplorer:
                                  description="beside xCos")
         self.summary = W.HTML()
         self.status = W.HTML()
-        self.figure = go.FigureWidget(self._pair_figure())
+        self.figure = pair_figure_widget(self._pair_figure())
         self.method_figure = go.FigureWidget(self._method_figure())
         self._method_box = W.Box([self.method_figure])
 
@@ -177,7 +204,7 @@ class PairExplorer:
     def _explain(self, source: PairSource):
         from ..explain import explain_pair
 
-        key = id(source)
+        key = source_key(source)
         if key not in self._explanations:
             kwargs = {} if self._aligner is None or source.fold is None else {
                 "aligner": self._aligner}
@@ -209,7 +236,7 @@ class PairExplorer:
         if method == XCOS:
             ev = evidence_map(self.explanation, self.threshold.value)
             return ev, ev
-        key = (id(self.current), method)
+        key = (source_key(self.current), method)
         if key not in self._attributions:
             import torch
 
