@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import pickle
 import sys
@@ -10,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _processes import run_in_two_processes
 
 from xcos_xai.data import align
 from xcos_xai.data.align import (
@@ -302,16 +302,8 @@ def _fill(cache, paths, barrier, queue):
 
 def test_two_processes_filling_the_cache_leave_valid_entries(lfw, tmp_path):
     paths = [lfw / n for n in ONE_FACE + SEVERAL_FACES + [NO_FACE]]
-    ctx = mp.get_context("fork")
-    barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_fill, args=(tmp_path, paths, barrier, queue))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results, pids = run_in_two_processes(_fill, tmp_path, paths)
+    assert {r[0] for r in results} == pids
     for pid, model_pid, _ in results:
         assert model_pid == pid  # each process built its own dlib objects
     assert results[0][2] == results[1][2]

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from _processes import run_in_two_processes
 from safetensors import safe_open
 from safetensors.torch import load, load_file
 from torch import nn
@@ -131,17 +132,8 @@ def _fill_features(cache, paths, barrier, queue):
 
 def test_two_processes_filling_the_feature_cache_leave_one_valid_entry(images, tmp_path):
     cache = tmp_path / "cache"
-    ctx = mp.get_context("fork")
-    barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_fill_features, args=(cache, images, barrier, queue))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    assert {r[0] for r in results} == {p.pid for p in procs}
+    results, pids = run_in_two_processes(_fill_features, cache, images)
+    assert {r[0] for r in results} == pids
     assert [r[1] for r in results] == [5, 5]  # both missed the cache and wrote the entry
     direct = compute_features(_TinyBackbone(0).eval(), images, _CountingAligner(),
                               cache=False, progress=False)
