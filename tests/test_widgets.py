@@ -39,6 +39,15 @@ def heatmaps(fig):
     return [t for t in fig.data if t.type == "heatmap"]
 
 
+WHITE = "rgb(247, 247, 247)"  # the middle of ColorBrewer's RdBu
+
+
+def white_point(heat) -> float:
+    """The value a heat map draws white: its colour scale's middle stop, in data units."""
+    (position,) = [p for p, colour in heat.colorscale if colour == WHITE]
+    return heat.zmin + position * (heat.zmax - heat.zmin)
+
+
 # ------------------------------------------------------------------ failure table / browser
 
 
@@ -227,7 +236,9 @@ def test_pair_figure_threshold_and_overlay():
     e = fake_explanation(s, w, threshold=0.5)  # score 0.36+0.05+0.21+0.02 = 0.64
     fig = pair_figure(e, threshold=0.7)
     s_heat, _, ev_heat = heatmaps(fig)
-    assert (s_heat.zmin + s_heat.zmax) / 2 == pytest.approx(0.7)
+    # S from min(S, 2t - 1) = min(0.1, 0.4) = 0.1 to 1, white at the threshold 0.7
+    assert (s_heat.zmin, s_heat.zmax) == (pytest.approx(0.1), 1.0)
+    assert white_point(s_heat) == pytest.approx(0.7)
     np.testing.assert_allclose(ev_heat.z, (s - 0.7) * w)
     assert "vs threshold 0.7000: different people" in fig.layout.title.text
     assert "same person" in pair_figure(e).layout.title.text
@@ -237,6 +248,29 @@ def test_pair_figure_threshold_and_overlay():
     np.testing.assert_allclose(over[0].z, (s - 0.7) * w)
     # cells cover the 8x8 face: centres at 1.5 and 5.5 (pixel centres at integers)
     assert over[0].x0 == pytest.approx(1.5) and over[0].dx == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("threshold", [-1.0, -0.3, 0.0, 0.5, 0.9, 0.999, 1.0])
+@pytest.mark.parametrize("cos_map", [
+    [[0.99, 0.98], [0.97, 1.0]],  # everything near 1 (the old scale ran to 1.2-1.5 here)
+    [[0.9, -0.95], [0.2, 0.5]],
+    [[-1.0, -0.999], [-0.5, 0.0]],
+])
+def test_s_colour_scale_never_exceeds_a_cosine(cos_map, threshold):
+    from xcos_xai.viz.pair_figure import pair_figure
+
+    s = np.asarray(cos_map)
+    e = fake_explanation(s, np.full((2, 2), 0.25), threshold=threshold)
+    s_heat = heatmaps(pair_figure(e))[0]
+    assert s_heat.zmax == 1.0 and -1.0 <= s_heat.zmin < 1.0
+    assert s_heat.zmin <= e.cos_map.min()  # every cell on the scale, none clipped
+    assert s_heat.zmin <= 2 * threshold - 1 or s_heat.zmin == -1.0
+    positions = [p for p, _ in s_heat.colorscale]
+    assert positions[0] == 0.0 and positions[-1] == 1.0 and positions == sorted(positions)
+    assert white_point(s_heat) == pytest.approx(threshold)
+    # the colour bar lies under its panel: horizontal, within the panel's x range
+    bar = s_heat.colorbar
+    assert bar.orientation == "h" and bar.yanchor == "top"
 
 
 def test_sync_figure_refuses_other_traces():
@@ -265,7 +299,8 @@ def test_pair_explorer_threshold_flips_the_decision(explorer):
     assert explorer.decision is True
     assert "same person" in explorer.figure.layout.title.text
     s_heat = heatmaps(explorer.figure)[0]
-    assert (s_heat.zmin + s_heat.zmax) / 2 == pytest.approx(explorer.threshold.value)
+    assert white_point(s_heat) == pytest.approx(explorer.threshold.value)
+    assert s_heat.zmax == 1.0
     np.testing.assert_allclose(np.asarray(heatmaps(explorer.figure)[2].z),
                                (e.cos_map - explorer.threshold.value) * e.attention, atol=1e-6)
     explorer.threshold.value = round(e.score + 0.01, 3)
@@ -289,14 +324,27 @@ def test_pair_explorer_pairs_opacity_and_files(explorer, tmp_path):
     explorer.path_a.value = str(tmp_path / "missing.jpg")
     explorer.path_b.value = str(tmp_path / "missing.jpg")
     explorer.explain_files.click()
-    assert "missing.jpg" in explorer.status.value and explorer.explanation is e
+    # the error beside the button that caused it, nothing else changed
+    assert "missing.jpg" in explorer.files_status.value and explorer.explanation is e
+    assert explorer.status.value == "" and explorer.pair.value == 1
     from xcos_xai.evaluation.photo_demo import shipped_photos
 
     a, b = shipped_photos().values()
+    n = len(explorer.pairs)
+    # the two files of pair 0: "pair #" goes there, no copy is added
     explorer.path_a.value, explorer.path_b.value = str(a), str(b)
     explorer.explain_files.click()
-    assert explorer.pair_label.value == f"{a.name} vs {b.name}"
-    assert explorer.explanation.model_cosine < 0.9  # two different people
+    assert explorer.files_status.value == "" and explorer.pair.value == 0
+    assert len(explorer.pairs) == n and explorer.explanation.model_cosine < 0.9
+    # a new pair (B against A): it becomes the last pair, and "pair #" says so
+    explorer.path_a.value, explorer.path_b.value = str(b), str(a)
+    explorer.explain_files.click()
+    assert explorer.pair_label.value == f"{b.name} vs {a.name}"
+    assert len(explorer.pairs) == n + 1 and explorer.pair.value == n == explorer.pair.max
+    explorer.explain_files.click()  # the same photos again: no second copy
+    assert len(explorer.pairs) == n + 1 and explorer.pair.value == n
+    explorer.pair.value = 1  # and back
+    assert "mirror" in explorer.pair_label.value and explorer.explanation is e
 
 
 def test_source_key_is_the_content_not_the_object(tmp_path):

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .pair_figure import title_layout
+
 
 def score_histogram(scores: np.ndarray, same: np.ndarray, threshold: float,
                     title: str) -> go.Figure:
@@ -21,9 +23,15 @@ def score_histogram(scores: np.ndarray, same: np.ndarray, threshold: float,
     for mask, label, colour in ((same, "genuine", "#2166ac"), (~same, "impostor", "#b2182b")):
         fig.add_trace(go.Histogram(x=scores[mask], name=label, opacity=0.6, nbinsx=80,
                                    marker_color=colour))
-    fig.add_vline(x=threshold, line_dash="dash", annotation_text=f"threshold {threshold:.4f}")
-    fig.update_layout(barmode="overlay", title=title, height=320, template="plotly_white",
-                      xaxis_title="score", yaxis_title="pairs")
+    fig.add_vline(x=threshold, line_dash="dash", line_color="black")
+    # the label above the plot area, where no bar can be under it
+    fig.add_annotation(x=threshold, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                       text=f"threshold {threshold:.3f}", font=dict(size=11))
+    fig.update_layout(barmode="overlay", title=title_layout(title, 340), height=340,
+                      template="plotly_white", xaxis_title="score", yaxis_title="pairs",
+                      margin=dict(l=10, r=10, t=80, b=40),
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.12,
+                                  yanchor="bottom"))
     return fig
 
 

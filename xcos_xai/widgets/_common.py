@@ -12,6 +12,8 @@ XCOS = "xcos"
 # A pair figure's widget width (px): at the FigureWidget's default 700 px the five panels'
 # titles and colour bars run into each other.
 PAIR_FIGURE_WIDTH = 1000
+# Controls' labels at their full width (ipywidgets' default cuts them at 80 px: "temperat...").
+LABEL_STYLE = {"description_width": "initial"}
 # Labels of the explainers package's methods (those not listed show their registry name).
 METHOD_LABELS = {
     "xcos": "xCos", "gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients",

@@ -57,14 +57,10 @@ class HeldOutEvaluation:
                     aligner=None) -> PairExplanation:
         """Pair ``i`` explained from the cached maps (the numbers the evaluation used), with
         its fold's protocol thresholds; ``attention`` replaces W (ablations)."""
-        from ._common import lfw_aligner
-
         i = int(i)
         r = self.index.frame.iloc[i]
         fold = int(r["fold"])
-        aligner = aligner or lfw_aligner()
-        face_a = aligner(self.lfw.image_root / r["path_a"]).chip
-        face_b = aligner(self.lfw.image_root / r["path_b"]).chip
+        face_a, face_b = self.faces(i, aligner)
         s = np.asarray(self.result.cos_maps[i], np.float32)
         w = np.asarray(self.result.attention[i] if attention is None else attention,
                        np.float32)
@@ -74,5 +70,32 @@ class HeldOutEvaluation:
             score=score, threshold=t, same=score > t,
             model_cosine=float(self.model_cosine[i]),
             model_threshold=float(self.model_thresholds[fold]), cos_map=s, attention=w,
-            contribution=s * w, face_a=face_a, face_b=face_b,
-            info={"model": f"dlib-xcos/fold{fold}", "pair": i, "caption": self.caption(i)})
+            contribution=s * w, face_a=face_a.chip, face_b=face_b.chip,
+            info={"model": f"dlib-xcos/fold{fold}", "pair": i, "caption": self.caption(i),
+                  "face_a": _face_info(face_a), "face_b": _face_info(face_b)})
+
+    def faces(self, i: int, aligner=None) -> tuple:
+        """The two :class:`~xcos_xai.data.align.AlignedFace` of pair ``i`` (chip cache)."""
+        import warnings
+
+        from ..data.align import MultipleFacesWarning
+        from ._common import lfw_aligner
+
+        r = self.index.frame.iloc[int(i)]
+        aligner = aligner or lfw_aligner()
+        with warnings.catch_warnings():  # shown as a note on the face instead
+            warnings.simplefilter("ignore", MultipleFacesWarning)
+            return (aligner(self.lfw.image_root / r["path_a"]),
+                    aligner(self.lfw.image_root / r["path_b"]))
+
+    def alignment_notes(self, i: int, aligner=None) -> str:
+        """How pair ``i``'s faces were found, when not cleanly: e.g. ``"face B: no face
+        found: fixed box"`` (:mod:`xcos_xai.viz.notes`); ``""`` otherwise."""
+        from ..viz.notes import face_notes
+
+        return "; ".join(f"face {side}: {note}" for side, face in zip("AB", self.faces(
+            i, aligner)) for note in face_notes(_face_info(face), face.chip))
+
+
+def _face_info(face) -> dict:
+    return {"n_faces_found": int(face.n_faces_found), "reason": face.reason}

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 from ..evaluation.protocol import ten_fold_accuracy
 from ..viz.benchmark_figures import accuracy_bars
 from ..viz.pair_figure import pair_figure
-from ._common import pair_figure_widget
+from ._common import LABEL_STYLE, pair_figure_widget
 from .pair_explorer import sync_figure
 
 VARIANTS = ("learned", "uniform", "prior", "learned, top-k masked")
@@ -141,14 +141,19 @@ class AttentionAblation:
         self._explain, self._captions = explain, captions or (lambda i: f"pair {i}")
         cells = int(np.prod(self.cos_maps.shape[1:]))
         self.k = W.IntSlider(value=1, min=0, max=cells - 1, description="top-k masked",
-                             continuous_update=False)
+                             continuous_update=False, style=LABEL_STYLE,
+                             layout=W.Layout(width="420px"))
         self.temperature = W.FloatLogSlider(value=self.base_temperature, base=10, min=-1.5,
-                                            max=1.5, step=0.05, description="temperature",
-                                            readout_format=".3g", continuous_update=False)
-        self.variant = W.Dropdown(options=VARIANTS, value="learned", description="one pair")
+                                            max=1.5, step=0.05, description="temperature T",
+                                            readout_format=".3g", continuous_update=False,
+                                            style=LABEL_STYLE, layout=W.Layout(width="420px"))
+        self.variant = W.Dropdown(options=VARIANTS, value="learned", description="one pair",
+                                  style=LABEL_STYLE, layout=W.Layout(width="320px"))
         self.pair = W.BoundedIntText(value=start, min=0, max=len(self.same) - 1,
-                                     description="pair #", layout=W.Layout(width="180px"))
+                                     description="pair #", style=LABEL_STYLE,
+                                     layout=W.Layout(width="180px"))
         self.pair_scores = W.HTML()
+        self._y_range = (85.0, 100.5)
         self._recompute()
         self.bars = go.FigureWidget(self._bars())
         self.figure = pair_figure_widget(pair_figure(self._pair_explanation(),
@@ -203,8 +208,12 @@ class AttentionAblation:
         ref = None
         if self.model_cosine is not None:
             ref = 100 * ten_fold_accuracy(self.model_cosine, self.same, self.folds).mean
+        # one y axis for every slider position (widened, never narrowed, when a bar needs it)
+        low = float((self.table["accuracy_mean"] - self.table["accuracy_std"]).min())
+        self._y_range = (min(self._y_range[0], 5 * np.floor((low - 1) / 5)), 100.5)
         return accuracy_bars(self.table, reference=ref, highlight=self.table["scorer"][
-            list(VARIANTS).index(self.variant.value)] if hasattr(self, "variant") else None,
+            list(VARIANTS).index(self.variant.value)], y_range=self._y_range,
+            highlight_label="the variant shown on one pair below",
             title="10-fold accuracy with each attention (held-out heads)")
 
     def _pair_explanation(self):
@@ -223,9 +232,12 @@ class AttentionAblation:
             cells.append(f"<tr><td>{html.escape(v)}</td><td>{s:.4f}</td><td>{t:.4f}</td>"
                          f"<td style='color:{'#2166ac' if right else '#b2182b'}'>{verdict}"
                          "</td></tr>")
+        style = ("<style>.xcos-pair-scores td,.xcos-pair-scores th{padding:2px 14px 2px 0;"
+                 "text-align:left}</style>")
         self.pair_scores.value = (
-            f"<b>{html.escape(self._captions(i))}</b><table><tr><th>attention</th><th>xCos</th>"
-            "<th>fold threshold</th><th>decision</th></tr>" + "".join(cells) + "</table>")
+            f"{style}<b>{html.escape(self._captions(i))}</b><table class='xcos-pair-scores'>"
+            "<tr><th>attention</th><th>xCos</th><th>fold threshold</th><th>decision</th></tr>"
+            + "".join(cells) + "</table>")
 
     # ------------------------------------------------------------------ callbacks
 
