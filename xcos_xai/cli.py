@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -25,9 +26,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     expl.save_html(out / "explanation.html")
     expl.save_png(out / "explanation.png")
     (out / "explanation.json").write_text(json.dumps(expl.to_dict(), indent=1, default=str))
+    from .viz.notes import notes_line
+
     verdict = "same person" if expl.same else "different people"
     print(f"xCos {expl.score:.4f} (threshold {expl.threshold:.4f}): {verdict}; "
           f"model cosine {expl.model_cosine:.4f}")
+    if notes_line(expl):  # how the faces were found, when not cleanly (one line, no paths)
+        print(f"note: {notes_line(expl)}")
     print(f"wrote {out / 'explanation.html'}, explanation.png, explanation.json")
     return 0
 
@@ -118,9 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data.align import MultipleFacesWarning
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            if not sys.warnoptions:  # (python -W ... shows them again, for developers)
+                # the outputs carry a short detection note instead of a warning with paths
+                warnings.simplefilter("ignore", MultipleFacesWarning)
+            return args.func(args)
     except (ValueError, OSError, TypeError, FloatingPointError) as err:
         # OSError: also FileNotFoundError; FloatingPointError: a diverging training loss
         message = " ".join(str(err).split())  # always one line

@@ -6,6 +6,7 @@ import html
 
 import numpy as np
 
+from ..viz.notes import alignment_suspect, notes_line
 from ..viz.report import scatter_vs_model, score_histogram, write_report
 from .protocol import ten_fold_accuracy
 
@@ -30,8 +31,36 @@ def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
         label = "genuine" if rec["same"] else "impostor"
         caption = (f"pair {int(i)} (fold {fold}, {label}): {rec['name_a']} #{rec['index_a']} vs "
                    f"{rec['name_b']} #{rec['index_b']}")
+        if alignment_suspect(expl):  # a face not found cleanly: likely the cause
+            caption = f"⚠ alignment: {caption} ({notes_line(expl)})"
         items.append((caption, expl))
     return items
+
+
+# The evaluation table as a reader sees it: column -> (header, number format)
+TABLE_COLUMNS = {
+    "scorer": ("scorer", None), "description": ("what it is", None),
+    "accuracy_mean": ("accuracy (%)", "{:.2f}"), "accuracy_std": ("± std (%)", "{:.2f}"),
+    "roc_auc": ("ROC AUC", "{:.4f}"), "tar_at_far_1e-3": ("TAR at FAR 0.1 %", "{:.4f}"),
+    "mean_threshold": ("mean threshold", "{:.3f}"),
+}
+
+
+def display_table(table):
+    """The protocol table with human headers and formatted numbers (strings), for the page.
+
+    Example:
+        >>> import pandas as pd
+        >>> t = display_table(pd.DataFrame({"scorer": ["xcos"], "accuracy_mean": [98.6483],
+        ...                                 "roc_auc": [0.99876]}))
+        >>> t.to_dict(orient="records")
+        [{'scorer': 'xcos', 'accuracy (%)': '98.65', 'ROC AUC': '0.9988'}]
+    """
+    out = table.copy()
+    for column, (_, fmt) in TABLE_COLUMNS.items():
+        if fmt is not None and column in out:
+            out[column] = [fmt.format(v) for v in out[column]]
+    return out.rename(columns={c: h for c, (h, _) in TABLE_COLUMNS.items()})
 
 
 def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examples: int = 4,
@@ -65,11 +94,13 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
     ]
     figures = [
         ("xCos score distributions", score_histogram(scores["xcos"], index.same,
-                                                      float(thr.mean()), "xCos (held-out)")),
+                                                      float(thr.mean()), "xCos (held-out)",
+                                                      "mean fold threshold")),
         ("Model cosine distributions", score_histogram(
             scores["model_cosine"], index.same,
             float(np.mean(ten_fold_accuracy(scores["model_cosine"], index.same,
-                                            index.pair_fold).thresholds)), "model cosine")),
+                                            index.pair_fold).thresholds)), "model cosine",
+            "mean fold threshold")),
         ("Agreement with the model", scatter_vs_model(scores["xcos"], scores["model_cosine"],
                                                       index.same)),
     ]
@@ -79,8 +110,13 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
         "head that never saw the evaluated fold's people. Thresholds: chosen on 9 folds, "
         "applied to the 10th. Explanations below use the fold's head and threshold.</p>"
         f"<p>Attention: {s.mean_effective_cells:.2f} effective cells of {s.n_cells} on average; "
-        f"{100 * s.static_cell_share:.1f}% of the weight on {s.n_static_cells} static cells "
+        f"{100 * s.static_cell_share:.1f} % of the weight on {s.n_static_cells} static "
+        f"{'cell' if s.n_static_cells == 1 else 'cells'} "
         "(cells whose patch cosine barely varies across pairs: a shortcut detector).</p>"
         f"<p>{html.escape(str(len(false_rej)))} worst false rejects and "
-        f"{len(false_acc)} worst false accepts are shown.</p>")
-    return write_report(path, "xCos on LFW: evaluation report", intro, table, figures, sections)
+        f"{len(false_acc)} worst false accepts are shown. Pairs marked ⚠ alignment have a face "
+        "the detector did not find cleanly (no face found, so a fixed box was used; or a "
+        "black band where the crop runs past the photo): there the alignment, not the "
+        "faces, is the likelier cause of the error.</p>")
+    return write_report(path, "xCos on LFW: evaluation report", intro, display_table(table),
+                        figures, sections)

@@ -83,7 +83,8 @@ class FailureBrowser:
         self.summary = W.HTML()
         self.explanation = self._get(self.failure.value)
         self.figure = pair_figure_widget(pair_figure(self.explanation, overlay_opacity=0.0))
-        hist = score_histogram(self.scores, self.same, float(np.mean(thresholds)), title)
+        hist = score_histogram(self.scores, self.same, float(np.mean(thresholds)), title,
+                               "mean threshold")
         hist.add_trace(go.Scatter(x=[self.explanation.score], y=[0], mode="markers",
                                   name="selected pair",
                                   marker=dict(symbol="triangle-up", size=16, color="black")))
