@@ -104,6 +104,36 @@ def test_failure_browser_filters_sorts_and_explains():
     assert sorted(set(calls)) == [0, 1, 3, 5]  # never explains a correct pair
 
 
+def test_failure_browser_marks_alignment_failures():
+    scores = np.array([0.9, 0.2, 0.7, 0.55, 0.1, 0.4])
+    same = np.array([False, True, True, False, False, True])
+    notes = {1: "face B: no face found: fixed box", 3: "face A: 2 faces: took the largest",
+             5: "face A: black band: 21 % outside the photo"}
+
+    def explain(i):
+        e = fake_explanation(np.full((2, 2), scores[i]), np.full((2, 2), 0.25), threshold=0.5,
+                             score=scores[i])
+        e.info = {"face_b": {"n_faces_found": 0, "reason": "no face detected: fallback box"}}
+        e.face_a = e.face_b = np.full((8, 8, 3), 120, np.uint8)  # grey: no black band
+        return e
+
+    browser = FailureBrowser(scores, same, np.full(6, 0.5), explain,
+                             notes=lambda i: notes.get(i, ""))
+    table = browser.table.set_index("pair")
+    assert table.loc[1, "alignment"] == notes[1] and table.loc[0, "alignment"] == ""
+    # several faces alone is a note, not an alignment failure
+    assert table["alignment_failure"].to_dict() == {0: False, 1: True, 5: True, 3: False}
+    labels = dict((v, k) for k, v in browser.failure.options)
+    assert labels[1].startswith("⚠ false reject") and labels[5].startswith("⚠ false reject")
+    assert labels[0].startswith("false accept") and labels[3].startswith("false accept")
+    assert "2 alignment failures" in browser.header.value
+    # the selected pair's own note (from its explanation's face info) under its summary
+    assert "face B: no face found: fixed box" in browser.summary.value
+    fig = browser.figure
+    assert [a.text for a in fig.layout.annotations if a.name == "note face B"] == [
+        "no face found: fixed box"]
+
+
 def test_failure_browser_needs_failures():
     with pytest.raises(ValueError, match="no failures"):
         FailureBrowser([0.9, 0.1], [True, False], [0.5, 0.5], explain=None)
@@ -450,3 +480,36 @@ def test_attention_ablation_on_lfw_reproduces_the_evaluation(lfw_evaluation):
     assert after["learned, top-k masked"] == pytest.approx(expected, abs=1e-6)
     assert after["learned, top-k masked"] < before["learned"] - 2  # one cell is far worse
     assert after["learned"] == before["learned"]
+
+
+@pytest.mark.data
+def test_alignment_notes_of_known_lfw_failures(lfw_root):
+    """Two false rejects of the bundled heads whose faces were not found cleanly (looked at by
+    eye): pair 1483's first photo is cropped past the photo's edge (a black band down its left
+    side), pair 2669's second photo has no detectable face (the fixed LFW box is used)."""
+    import warnings
+
+    from xcos_xai.data.align import MultipleFacesWarning
+    from xcos_xai.data.lfw import LFW
+    from xcos_xai.viz.notes import face_notes, is_alignment_failure, padding_share
+    from xcos_xai.widgets._common import lfw_aligner
+
+    lfw, aligner = LFW(lfw_root), lfw_aligner()
+    frame = lfw.pairs_frame()
+
+    def notes(i):
+        r = frame.iloc[i]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MultipleFacesWarning)
+            faces = [aligner(lfw.image_root / r[f"path_{s}"]) for s in "ab"]
+        return faces, ["; ".join(face_notes({"n_faces_found": f.n_faces_found,
+                                             "reason": f.reason}, f.chip)) for f in faces]
+
+    faces, (a, b) = notes(1483)
+    assert a.startswith("black band") and b == ""
+    assert 0.15 < padding_share(faces[0].chip) < 0.3  # about a fifth of the columns
+    _, (a, b) = notes(2669)
+    assert a == "2 faces: took the largest" and b == "no face found: fixed box"
+    assert is_alignment_failure(f"face A: {a}; face B: {b}")
+    _, (a, b) = notes(0)  # a clean pair
+    assert (a, b) == ("", "")

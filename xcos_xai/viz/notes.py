@@ -69,9 +69,23 @@ def notes_line(explanation) -> str:
                      detection_notes(explanation).items() for note in notes)
 
 
+def is_alignment_failure(notes: str) -> bool:
+    """Whether a notes line (:func:`notes_line`) says a face was not found cleanly: no
+    detection (a fixed box was used) or a black band (the crop runs past the photo). Several
+    faces alone is not a failure: the right one is usually taken.
+
+    Example:
+        >>> is_alignment_failure("face A: 2 faces: took the largest")
+        False
+        >>> is_alignment_failure("face A: 2 faces: took the largest; face B: no face found: "
+        ...                      "fixed box")
+        True
+    """
+    return any(part.split(": ", 1)[-1].startswith(("no face found", "black band"))
+               for part in notes.split("; "))
+
+
 def alignment_suspect(explanation) -> bool:
-    """Whether a face was not found cleanly (no detection, or a padding band): an alignment
-    failure is a likelier cause of a wrong decision than the faces themselves. (Several faces
-    alone is not suspect: the right one is usually taken.)"""
-    return any(not note[0].isdigit() for notes in detection_notes(explanation).values()
-               for note in notes)
+    """Whether a face of the pair was not found cleanly (:func:`is_alignment_failure`): then
+    the alignment is a likelier cause of a wrong decision than the faces themselves."""
+    return is_alignment_failure(notes_line(explanation))

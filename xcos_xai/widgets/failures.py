@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..viz.notes import notes_line
+from ..viz.notes import is_alignment_failure, notes_line
 from ..viz.pair_figure import pair_figure
 from ..viz.report import score_histogram
 from ._common import LABEL_STYLE, pair_figure_widget
@@ -58,8 +58,9 @@ class FailureBrowser:
         title: of the score histogram.
 
         notes: ``pair index -> str``: how its faces were found when not cleanly (e.g. "face
-            B: no face found: fixed box"), ``""`` otherwise; such failures are marked "⚠" in
-            the list and the table's ``alignment`` column holds the note.
+            B: no face found: fixed box"), ``""`` otherwise, in the table's ``alignment``
+            column; alignment failures (no face found, a black band) are marked "⚠" in the
+            list and ``True`` in the ``alignment_failure`` column.
 
     Widgets: ``kind`` (all / false accepts / false rejects), ``order``, ``failure`` (the
     selected pair index), and the figures ``figure`` (the explanation) and ``histogram``.
@@ -73,6 +74,7 @@ class FailureBrowser:
         if self.table.empty:
             raise ValueError("no failures to browse: every pair is decided correctly")
         self.table["alignment"] = [notes(int(i)) if notes else "" for i in self.table["pair"]]
+        self.table["alignment_failure"] = self.table["alignment"].map(is_alignment_failure)
         self._explain = explain
         self._cache: dict[int, object] = {}
         self.kind = W.ToggleButtons(options=list(KINDS), value="all failures")
@@ -94,12 +96,13 @@ class FailureBrowser:
         self.failure.observe(self._on_select, "value")
         self._update_text()
         counts = self.table["kind"].value_counts()
-        suspect = int((self.table["alignment"] != "").sum())
+        suspect = int(self.table["alignment_failure"].sum())
         self.header = W.HTML(
             f"<b>{len(self.table)}</b> failures of {len(self.scores)} pairs: "
             f"{counts.get('false accept', 0)} false accepts, "
             f"{counts.get('false reject', 0)} false rejects"
-            + (f"; ⚠ {suspect} with a face not found cleanly (alignment)" if suspect else ""))
+            + (f"; ⚠ {suspect} alignment failures (no face found, or a black band)"
+               if suspect else ""))
         self.widget = W.VBox([self.header, W.HBox([self.kind, self.order]), self.failure,
                               self.summary, self.figure, self.histogram])
 
@@ -128,7 +131,7 @@ class FailureBrowser:
         return rows
 
     def _options(self) -> list[tuple[str, int]]:
-        return [(f"{'⚠ ' if r.alignment else ''}{r.kind}, misses by {r.miss:.4f}: "
+        return [(f"{'⚠ ' if r.alignment_failure else ''}{r.kind}, misses by {r.miss:.4f}: "
                  f"{r.caption}", int(r.pair)) for r in self.visible().itertuples(index=False)]
 
     def _get(self, i: int):
@@ -146,7 +149,8 @@ class FailureBrowser:
                               f"<br>xCos {row.score:.4f} vs threshold {row.threshold:.4f} "
                               f"(misses by {row.miss:.4f}); model cosine {e.model_cosine:.4f} "
                               f"vs {e.model_threshold:.4f}: {agree}"
-                              + (f"<br><span style='background:#ffdd57;padding:0 4px'>⚠ "
+                              + (f"<br><span style='background:#ffdd57;padding:0 4px'>"
+                                 f"{'⚠ ' if is_alignment_failure(note) else ''}"
                                  f"{html.escape(note)}</span>" if note else ""))
 
     def _on_filter(self, _change=None) -> None:
