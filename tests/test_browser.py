@@ -31,7 +31,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # notebook -> (CSS selector, how many at least) that its widgets and figures must render
 NOTEBOOKS = {
-    "01_quickstart.ipynb": {".js-plotly-plot": 3},
+    "01_quickstart.ipynb": {".js-plotly-plot": 2},
     "02_pair_explorer.ipynb": {".widget-slider": 2, ".js-plotly-plot": 2, ".widget-button": 1},
     "03_failure_cases.ipynb": {".widget-select": 1, ".js-plotly-plot": 2},
     "04_attention_ablation.ipynb": {".widget-slider": 2, ".js-plotly-plot": 2},
@@ -94,6 +94,11 @@ def jupyterlab(tmp_path_factory, lfw_root):
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # every cell stays in the page (no windowing), so its outputs can be counted and checked
+    notebook_settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    (notebook_settings / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none"}))
     port, token = _free_port(), "xcos-xai-browser-test"
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
@@ -167,6 +172,10 @@ S_SCALES = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(
         .map(t => [t.zmin, t.zmax]))"""
 
 
+TRACES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(
+    gd => (gd.data || []).map(t => t.type + ': ' + t.name))"""
+
+
 def _open_session(base: str, token: str, notebook: str) -> str:
     """The kernel session first: without it a fresh page can hang behind "Select Kernel".
     (The REST state can stay "starting" until a client connects: the page waits for the
@@ -198,7 +207,10 @@ def test_notebook_runs_and_renders_in_chromium(jupyterlab, notebook):
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         try:
-            page.goto(f"{base}/lab/tree/notebooks/{notebook}?token={token}")
+            # a workspace of its own: the page holds this notebook only (not the tabs that
+            # the earlier notebooks left in the default workspace)
+            page.goto(f"{base}/lab/workspaces/{stem}/tree/notebooks/{notebook}?reset&"
+                      f"token={token}")
             page.wait_for_function(READY, arg=n_code, timeout=180_000, polling=500)
             _run_all(page, n_code)
             page.wait_for_function(ALL_RAN, arg=n_code, timeout=600_000, polling=1000)
@@ -215,10 +227,14 @@ def test_notebook_runs_and_renders_in_chromium(jupyterlab, notebook):
             # no dialog over the page (kernel choice, news, a failed save ...)
             assert page.locator(".jp-Dialog").count() == 0
             # every pair figure's S scale within a cosine's range, its top at exactly 1
+            if notebook != "05_gradcam_vs_xcos.ipynb":  # (a widget's plot fills in after
+                page.wait_for_function(f"() => ({S_SCALES})().length > 0",  # its element)
+                                       timeout=60_000, polling=500)
             scales = page.evaluate(S_SCALES)
             assert all(-1 <= lo < hi <= 1 for lo, hi in scales), scales
             if notebook != "05_gradcam_vs_xcos.ipynb":  # 05 shows no pair figure
-                assert scales and all(hi == 1 for _, hi in scales), scales
+                assert scales and all(hi == 1 for _, hi in scales), (scales, page.evaluate(
+                    TRACES))
                 title = page.locator(".js-plotly-plot .gtitle").first.text_content() or ""
                 assert "xCos " in title and "threshold" in title, title
             if notebook == "02_pair_explorer.ipynb":
@@ -238,3 +254,61 @@ def test_notebook_runs_and_renders_in_chromium(jupyterlab, notebook):
             # its kernel ends here: six notebooks' kernels at once would crowd a small machine
             _api(base, token, f"/api/sessions/{session}", "DELETE")
     assert shot.stat().st_size > 20_000  # a real picture, not a blank page
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory, lfw_root):
+    """Both reports of ``make demo``: the LFW evaluation's and the shipped photos' (the one a
+    machine without LFW gets)."""
+    from xcos_xai.evaluation.lfw_report import run_lfw_evaluation
+    from xcos_xai.evaluation.photo_demo import run_photo_demo
+
+    out = tmp_path_factory.mktemp("reports")
+    run_lfw_evaluation(out / "lfw", root=lfw_root, report=True, progress=False)
+    return {"lfw": out / "lfw" / "report.html", "photos": run_photo_demo(out / "photos")}
+
+
+# report -> (plotly figures at least, the heading the second screenshot shows)
+REPORTS = {"lfw": (19, "False rejects"), "photos": (3, "Impostor pair")}
+
+
+@pytest.mark.parametrize("name", list(REPORTS))
+def test_report_renders_in_chromium(reports, name):
+    chromium = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright (pip install -e '.[dev]')")
+    path = reports[name]
+    text = path.read_text(encoding="utf-8")
+    # plotly.js once per page (~4.8 MB), the faces as JPEG: the rest stays small
+    assert text.count("Plotly=") <= 1 and len(text) < 6_500_000, len(text)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    figures, section = REPORTS[name]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        try:
+            errors = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(path.as_uri())
+            page.wait_for_function("n => document.querySelectorAll('.js-plotly-plot').length "
+                                   ">= n", arg=figures, timeout=120_000, polling=500)
+            assert not errors, errors
+            scales = page.evaluate(S_SCALES)
+            assert scales and all(-1 <= lo < hi == 1 for lo, hi in scales), scales
+            if name == "lfw":  # human headers, 2-decimal accuracies
+                headers = page.locator("table.table th").all_inner_texts()
+                assert "accuracy (%)" in headers and "accuracy_mean" not in headers
+                assert re.fullmatch(r"\d\d\.\d\d", page.locator(
+                    "table.table td").nth(2).inner_text())
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / f"report_{name}.png"))
+            page.get_by_role("heading", name=re.compile(section)).first.scroll_into_view_if_needed()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / f"report_{name}_pairs.png"))
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / f"report_{name}_failed.png"))
+            raise
+        finally:
+            browser.close()
