@@ -238,6 +238,23 @@ def test_attention_ablation_accuracies_by_hand():
     assert "T=31.6" in ab.bars.data[0].x[0]
 
 
+def test_attention_ablation_bars_keep_their_axis_and_say_what_is_red():
+    ab = toy_ablation()
+    y_range = tuple(ab.bars.layout.yaxis.range)
+    low = float((ab.table.accuracy_mean - ab.table.accuracy_std).min())
+    assert y_range[0] <= low and y_range[1] == 100.5  # every bar and error bar on the axis
+    for t in (0.1, 10 ** 1.5, 1.0):  # the axis does not jump while the sliders move
+        ab.temperature.value = t
+        assert tuple(ab.bars.layout.yaxis.range) == y_range
+    ab.variant.value = "uniform"
+    bars = ab.bars.data[0]
+    assert bars.marker.color[1] == "#d6604d" and bars.marker.color[0] != "#d6604d"
+    legend = [t.name for t in ab.bars.data[1:]]
+    assert legend == ["the variant shown on one pair below", "model cosine 100.00 %"]
+    # values at the foot of the bars, clear of the error bars and the reference line
+    assert bars.textposition == "inside" and bars.insidetextanchor == "start"
+
+
 def test_attention_ablation_one_pair_view():
     ab = toy_ablation()
     ab.pair.value = 2  # genuine

@@ -23,9 +23,9 @@ def symmetric_limit(*maps: np.ndarray, percentile: float = CLIP_PERCENTILE) -> f
     absolute values of all its maps, or their maximum when that percentile is 0.
 
     Example:
-        >>> m = np.zeros(100); m[:3] = [50.0, -2.0, 1.0]  # one outlier
-        >>> symmetric_limit(m, percentile=98)  # the outlier saturates, the rest keeps colour
-        2.0
+        >>> m = np.append(np.linspace(-1, 1, 101), 40.0)  # one outlier among 102 values
+        >>> round(symmetric_limit(m), 6)  # the outlier saturates, the rest keeps its colour
+        1.0
     """
     values = np.abs(np.concatenate([np.asarray(m, dtype=float).ravel() for m in maps]))
     limit = float(np.percentile(values, percentile))

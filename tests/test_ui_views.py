@@ -1,5 +1,5 @@
-"""Detection notes (how each face was found) as a reader sees them: one short line, no
-warning dump with paths, in the command line and the figures."""
+"""What a reader sees: detection notes as one short line (no warning dump with paths) in the
+command line and the figures; attribution rows clipped at a percentile, one colour bar each."""
 
 from __future__ import annotations
 
@@ -56,3 +56,26 @@ def test_cli_explain_prints_a_note_not_a_warning(tmp_path, capsys):
     assert "note: face B: 2 faces: took the largest" in out.splitlines()
     assert err == "" and not [w for w in caught if "faces detected" in str(w.message)]
     assert (tmp_path / "explanation.png").stat().st_size > 10_000
+
+
+def test_attribution_rows_clip_at_a_percentile_with_one_colour_bar_each():
+    from xcos_xai.viz.attribution_figure import attribution_figure
+
+    face = np.full((10, 10, 3), 128, np.uint8)
+    gradient = np.zeros((10, 10))
+    gradient[0, 0] = 100.0  # one extreme pixel ...
+    gradient[5:] = -1.0  # ... and a map that would be invisible beside it
+    cells = np.array([[0.2, -0.1], [0.05, 0.0]])
+    fig = attribution_figure(face, face, [("xCos", cells, cells),
+                                          ("Saliency", gradient, -gradient)], percentile=98)
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    # row 1: |values| of both maps 0.2, 0.1, 0.05, 0 twice each; sorted, the 98th percentile
+    # sits at position 0.98 * 7 = 6.86, between the two 0.2s
+    assert heat[0].zmax == pytest.approx(0.2) and heat[0].zmin == pytest.approx(-0.2)
+    # row 2: 200 values, 98 are 0, 100 are 1 and 2 are 100; the 98th percentile sits at
+    # position 0.98 * 199 = 195.02, among the 1s: the half-map of -1 is drawn fully coloured
+    # and only the outliers saturate
+    assert heat[2].zmax == pytest.approx(1.0) and heat[3].zmin == pytest.approx(-1.0)
+    assert np.abs(np.asarray(heat[2].z)).max() == 100.0  # hover keeps the true values
+    assert [t.showscale for t in heat] == [False, True, False, True]  # one bar per row
+    assert fig.layout.title.yref == "container" and fig.layout.title.pad.t >= 30
