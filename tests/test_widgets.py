@@ -251,8 +251,10 @@ def test_attention_ablation_bars_keep_their_axis_and_say_what_is_red():
     assert bars.marker.color[1] == "#d6604d" and bars.marker.color[0] != "#d6604d"
     legend = [t.name for t in ab.bars.data[1:]]
     assert legend == ["the variant shown on one pair below", "model cosine 100.00 %"]
-    # values at the foot of the bars, clear of the error bars and the reference line
-    assert bars.textposition == "inside" and bars.insidetextanchor == "start"
+    # values at the foot of the visible bars, clear of the error bars and the reference line
+    values = [a for a in ab.bars.layout.annotations if a.name == "value"]
+    assert [a.text for a in values] == [f"{v:.2f}" for v in ab.table.accuracy_mean]
+    assert all(a.y == y_range[0] and a.yanchor == "bottom" for a in values)
 
 
 def test_attention_ablation_one_pair_view():
