@@ -141,12 +141,14 @@ def jupyterlab(tmp_path_factory, lfw_root):
 READY = """n => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell').length === n
     && [...document.querySelectorAll('.jp-StatusBar-TextItem')].some(
         e => /^Python 3.*\\|\\s*Idle$/.test(e.textContent.trim()))"""
-# every code cell has run: its prompt shows a number, none is queued ([*]) or new ([ ])
+# every code cell has run: its prompt shows a number, none is queued ([*]) or new ([ ]).
+# (A collapsed input's placeholder has a prompt of its own, always empty: not counted.)
+PROMPTS = "'.jp-CodeCell .jp-InputPrompt:not(.jp-Placeholder-prompt)'"
 ALL_RAN = """n => {
-    const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+    const p = [...document.querySelectorAll(""" + PROMPTS + """)];
     return p.length === n && p.every(e => /\\[\\d+\\]/.test(e.textContent));
 }"""
-STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].some(
+STARTED = """() => [...document.querySelectorAll(""" + PROMPTS + """)].some(
     e => e.textContent.includes('[*]'))"""
 
 
