@@ -45,7 +45,7 @@ SHOT_AT = {
     "03_failure_cases.ipynb": ".widget-vbox",
     "04_attention_ablation.ipynb": ".widget-vbox",
     "05_gradcam_vs_xcos.ipynb": ".jp-RenderedHTMLCommon table",
-    "06_training.ipynb": ".js-plotly-plot",
+    "06_training.ipynb": ".js-plotly-plot >> nth=-1",  # the new head's pair figure
 }
 ARTIFACTS = REPO / "outputs" / "test-artifacts"
 CHROMIUM_ARGS = ["--disable-gpu", "--disable-background-networking",
@@ -142,14 +142,17 @@ READY = """n => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell').leng
     && [...document.querySelectorAll('.jp-StatusBar-TextItem')].some(
         e => /^Python 3.*\\|\\s*Idle$/.test(e.textContent.trim()))"""
 # every code cell has run: its prompt shows a number, none is queued ([*]) or new ([ ]).
-# (A collapsed input's placeholder has a prompt of its own, always empty: not counted.)
-PROMPTS = "'.jp-CodeCell .jp-InputPrompt:not(.jp-Placeholder-prompt)'"
+# A collapsed input shows a placeholder instead, whose prompt stays empty: such a cell is
+# counted, not read (null: no prompt of its own on the page, or one that is not displayed).
+PROMPTS = """[...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell')].map(c => {
+    const e = c.querySelector('.jp-InputPrompt:not(.jp-Placeholder-prompt)');
+    return e && e.offsetParent !== null ? e : null; })"""
 ALL_RAN = """n => {
-    const p = [...document.querySelectorAll(""" + PROMPTS + """)];
-    return p.length === n && p.every(e => /\\[\\d+\\]/.test(e.textContent));
+    const p = """ + PROMPTS + """;
+    return p.length === n && p.every(e => e === null || /\\[\\d+\\]/.test(e.textContent))
+        && p.some(e => e !== null);
 }"""
-STARTED = """() => [...document.querySelectorAll(""" + PROMPTS + """)].some(
-    e => e.textContent.includes('[*]'))"""
+STARTED = """() => (""" + PROMPTS + """).some(e => e !== null && e.textContent.includes('[*]'))"""
 
 
 def _code_cells(path: Path) -> int:
