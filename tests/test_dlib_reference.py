@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from xcos_xai.apps.lfw_benchmark import LFWIndex
 from xcos_xai.evaluation import dlib_reference
-from xcos_xai.evaluation.lfw_benchmark import LFWIndex
 
 
 @pytest.fixture

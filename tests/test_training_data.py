@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from xcos_xai.data.folders import IdentityFolders
+from xcos_xai.testing import TinyFaceNet  # importing it registers tiny_facenet
 from xcos_xai.training.config import ConfigError, ValSet, load_config
 from xcos_xai.training.data import PairDataset, _balanced_folds, build_val_set, to_chip
 from xcos_xai.training.engine import Trainer, train
@@ -80,8 +81,6 @@ def test_freeze_prefixes(tmp_path):
 
 def test_head_only_recipe_wraps_the_plugin_trainer(tmp_path):
     from safetensors.torch import load_file, save_file
-
-    from xcos_xai.training.tiny import TinyFaceNet
 
     torch.manual_seed(0)
     save_file(TinyFaceNet().state_dict(), str(tmp_path / "t.safetensors"))

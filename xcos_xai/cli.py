@@ -8,12 +8,18 @@ import sys
 import time
 from pathlib import Path
 
+from ._env import dataset_dir
+from .apps.compare import add_compare_arguments, main_compare
+from .apps.lfw_report import run_lfw_evaluation
+from .apps.photo_demo import run_photo_demo
+from .data.align import NoFaceError
+from .explain import explain_pair
+from .pretrained import load_pretrained
+from .training.run import add_arguments as add_train_arguments
+from .training.run import run as run_training
+
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .data.align import NoFaceError
-    from .explain import explain_pair
-    from .pretrained import load_pretrained
-
     model = load_pretrained(attention=args.attention)
     try:
         expl = explain_pair(args.image_a, args.image_b, model=model,
@@ -33,8 +39,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.lfw_report import run_lfw_evaluation
-
     start = time.perf_counter()
     table = run_lfw_evaluation(Path(args.out), root=args.lfw, workers=args.workers,
                                reference=args.reference, report=args.report)
@@ -44,15 +48,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._env import dataset_dir
-
     lfw = dataset_dir("lfw", required=False)
     if lfw is not None:
         print(f"LFW found at {lfw}: running the LFW View-2 evaluation and the report")
         args.lfw, args.reference, args.report = str(lfw), False, True
         return _cmd_evaluate(args)
-    from .evaluation.photo_demo import run_photo_demo
-
     print("No LFW under XCOS_XAI_DATA: explaining photos that installed packages ship "
           "(matplotlib's grace_hopper.jpg, scikit-image's astronaut.png)")
     path = run_photo_demo(Path(args.out))
@@ -61,14 +61,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.run import run
-
-    return run(args)
+    return run_training(args)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .explainers.compare import main_compare
-
     return main_compare(args)
 
 
@@ -103,16 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp = sub.add_parser("compare", help="every pair explainer (xCos, Grad-CAM, IG, ...) on "
                                          "LFW pairs: faithfulness, localisation, cost")
-    from .explainers.compare import add_compare_arguments
-
     add_compare_arguments(cmp)
     cmp.set_defaults(func=_cmd_compare)
 
-    from .training.run import add_arguments
-
     tr = sub.add_parser("train", help="train an xCos model from a TOML/YAML configuration "
                                       "(torchrun-ready; see training/configs/)")
-    add_arguments(tr)
+    add_train_arguments(tr)
     tr.set_defaults(func=_cmd_train)
     return parser
 

@@ -11,19 +11,19 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ProcessPoolExecutor
 
+import dlib
 import numpy as np
 from tqdm.auto import tqdm
 
 from .._env import cache_dir
+from .._io import atomic_path
+from ..data.align import LFW_FALLBACK_BOX, choose_face
+from ..models.dlib_dat import model_file
 
 _STATE = {}
 
 
 def _init():
-    import dlib
-
-    from ..models.dlib_dat import model_file
-
     _STATE["det"] = dlib.get_frontal_face_detector()
     _STATE["sp"] = dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
     _STATE["rec"] = dlib.face_recognition_model_v1(
@@ -31,10 +31,6 @@ def _init():
 
 
 def _describe(path: str) -> np.ndarray:
-    import dlib
-
-    from ..data.align import LFW_FALLBACK_BOX, choose_face
-
     if not _STATE:
         _init()
     img = dlib.load_rgb_image(path)
@@ -47,17 +43,8 @@ def _describe(path: str) -> np.ndarray:
 
 
 def _atomic_save_npz(path, **arrays) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def reference_descriptors(paths: list, workers: int = 2, progress: bool = True,
@@ -68,8 +55,6 @@ def reference_descriptors(paths: list, workers: int = 2, progress: bool = True,
     progress is saved every ``checkpoint_every`` images: an interrupted run continues where
     it stopped instead of starting again.
     """
-    import dlib
-
     paths = [str(p) for p in paths]
     digest = hashlib.sha256(("\n".join(paths) + dlib.__version__).encode()).hexdigest()[:24]
     folder = cache_dir() / "features"

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..data.align import FaceAligner, NoFaceError, faces_to_tensor
+from ..data.images import ImageError
+from ..pretrained import load_pretrained
+from ..viz import pair_figure, save_pair_png
 
 
 @dataclass
@@ -50,8 +56,6 @@ class PairExplanation:
 
     def figure(self, **kwargs):
         """An interactive plotly figure (faces with the grid, S, W, evidence; hover values)."""
-        from ..viz import pair_figure
-
         return pair_figure(self, **kwargs)
 
     def to_dict(self) -> dict:
@@ -91,8 +95,6 @@ class PairExplanation:
 
     def save_png(self, path: str | Path) -> Path:
         """A static PNG of the same panels."""
-        from ..viz import save_pair_png
-
         save_pair_png(self, path)
         return Path(path)
 
@@ -118,9 +120,6 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
             argument for in-memory inputs, and the fix.
         NoFaceError: no face was found in ``a`` or ``b`` (and ``assume_aligned`` is false).
     """
-    from ..data.align import FaceAligner
-    from ..pretrained import load_pretrained
-
     model = model if model is not None else load_pretrained()
     model = model.eval()
     spec = model.input_spec
@@ -130,7 +129,7 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
                                                                                  ("b", b))]
     if device is None:
         device = next(model.parameters()).device
-    chips = torch.from_numpy(np.stack([f.chip for f in faces])).permute(0, 3, 1, 2)
+    chips = faces_to_tensor(faces)
     dtype = next(model.parameters()).dtype  # e.g. a model moved to float64
     x = spec.normalize(chips).to(device=device, dtype=dtype)
     with torch.inference_mode():
@@ -150,11 +149,6 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
 
 def _align_argument(aligner, source, label: str, assume_aligned: bool):
     """One face; an in-memory input's error says which argument (a path names itself)."""
-    import os
-
-    from ..data.align import NoFaceError
-    from ..data.images import ImageError
-
     try:
         return aligner(source, assume_aligned=assume_aligned)
     except (ImageError, NoFaceError) as err:

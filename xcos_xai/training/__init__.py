@@ -4,11 +4,8 @@ the plug-in head on cached features.
 - :func:`train` / :class:`Trainer` (``engine``): the GPU-ready, torchrun-ready engine.
 - :func:`load_config` / :class:`TrainConfig` (``config``): TOML/YAML with overrides.
 - :func:`train_plugin_head` / :class:`PluginConfig` (``plugin``): the head-only trainer.
-
-Importing this package registers the ``tiny_facenet`` test backbone.
 """
 
-from . import tiny  # noqa: F401  (registers tiny_facenet)
 from .config import ConfigError, TrainConfig, load_config
 from .engine import Trainer, train
 from .plugin import PairSampler, PluginConfig, train_plugin_head

@@ -6,58 +6,25 @@ configuration). It is written to a temporary file in the same folder, flushed an
 ``fsync``-ed, then moved over the old one with ``os.replace`` (and the folder is synced), so
 a crash or ``SIGKILL`` at any moment leaves either the previous complete checkpoint or the
 new complete one, never a torn file. Reading uses ``torch.load(weights_only=True)``: a
-checkpoint that asks for code is refused.
+checkpoint that asks for code is refused. The writing is :mod:`xcos_xai._io`'s, the error
+class :class:`~xcos_xai.models.checkpoints.CheckpointError` (one for every checkpoint).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from .._io import atomic_torch_save, remove_stale_tmp
+from ..models.checkpoints import CheckpointError
+
 __all__ = ["CheckpointError", "atomic_torch_save", "load_checkpoint", "remove_stale_tmp"]
 
 FORMAT = "xcos_xai.train/1"
-
-
-class CheckpointError(ValueError):
-    """A training checkpoint that cannot be used."""
-
-
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` so that readers only ever see a complete file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_tmp(folder: str | os.PathLike) -> int:
-    """Delete temporary files left by a process killed mid-write; returns how many."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    stale = list(folder.glob("*.tmp"))
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return len(stale)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

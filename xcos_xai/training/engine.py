@@ -40,6 +40,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._io import atomic_path, atomic_save_safetensors
 from ..data.samplers import AnchorPairSampler
 from ..evaluation.protocol import ten_fold_accuracy
 from ..models.registry import create_backbone
@@ -51,8 +52,9 @@ from .checkpoint import (
     remove_stale_tmp,
 )
 from .config import ConfigError, TrainConfig
-from .data import PairDataset, PairImages, build_source, build_val_set
+from .data import PairDataset, PairImages, build_source, build_val_set, to_chip
 from .model import build_train_module, freeze_unused_parameters, split_decay
+from .plugin import PluginConfig, config_dict, train_plugin_head
 
 __all__ = ["Trainer", "lr_factor", "train"]
 
@@ -194,9 +196,8 @@ def _truncate_log(path: Path, step: int) -> None:
             keep.append(line)
     if keep == lines:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
 
 
 def _freeze_prefixes(module: torch.nn.Module, prefixes: list) -> list[str]:
@@ -609,8 +610,6 @@ class Trainer:
 
     def export(self) -> Path:
         """The trained network as safetensors (trunk.*, head.*, margin_head.*)."""
-        from ..evaluation.features import atomic_save_safetensors
-
         path = self.out / "model.safetensors"
         tensors = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
         atomic_save_safetensors(tensors, path, metadata={
@@ -632,7 +631,7 @@ class _Logger:
         _truncate_log(out / "log.jsonl", step)
         self.fh = open(out / "log.jsonl", "a")  # noqa: SIM115
         if tensorboard:
-            try:
+            try:  # optional and slow to import: loaded only when asked for
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
@@ -674,10 +673,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def train_head_only(cfg: TrainConfig) -> dict:
     """Recipe ``head_only``: the plug-in head on the frozen backbone's cached features,
     trained by :func:`xcos_xai.training.plugin.train_plugin_head`."""
-    from ..core import XCosHead  # noqa: F401  (documentation: the result is an XCosHead)
-    from ..evaluation.features import atomic_save_safetensors
-    from .plugin import PluginConfig, config_dict, train_plugin_head
-
     known = set(PluginConfig.__dataclass_fields__)
     unknown = sorted(set(cfg.head_only) - known)
     if unknown:
@@ -695,8 +690,6 @@ def train_head_only(cfg: TrainConfig) -> dict:
     backbone = backbone.eval().requires_grad_(False).to(d.device)
     source = build_source(cfg.data)
     grids, embs = [], []
-    from .data import to_chip
-
     with torch.inference_mode():
         for s in tqdm(range(0, len(source), 64), desc="features",
                       disable=not cfg.engine.progress):

@@ -105,6 +105,7 @@ def pair_figure(explanation, title: str | None = None, height: int = 330,
 
 def save_pair_png(explanation, path, dpi: int = 110) -> None:
     """A static PNG of the same panels (matplotlib; no browser needed)."""
+    # matplotlib (heavy: ~0.8 s with pyplot) is loaded only when a PNG is written.
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import replace
 
 import numpy as np
+import plotly.graph_objects as go
+
+from .._env import DataNotFoundError, dataset_dir
+from ..data.align import lfw_aligner  # noqa: F401  (the widgets' aligner: the shared chip cache)
+from ..data.lfw import LFW
+from ..explainers import list_explainers
 
 XCOS = "xcos"
 # A pair figure's widget width (px): at the FigureWidget's default 700 px the five panels'
@@ -20,28 +24,15 @@ METHOD_LABELS = {
 }
 
 
-def explainers_module():
-    """``xcos_xai.explainers`` when it is installed, else ``None`` (imported lazily)."""
-    if importlib.util.find_spec("xcos_xai.explainers") is None:
-        return None
-    try:
-        return importlib.import_module("xcos_xai.explainers")
-    except ImportError:
-        return None
-
-
 def available_methods() -> list[str]:
     """Explanation methods the widgets can show: ``"xcos"`` first, then the Captum ones."""
-    module = explainers_module()
-    names = [] if module is None else [n for n in module.list_explainers() if n != XCOS]
+    names = [n for n in list_explainers() if n != XCOS]
     return [XCOS, *names]
 
 
 def pair_figure_widget(figure):
     """A ``FigureWidget`` of a :func:`~xcos_xai.viz.pair_figure.pair_figure`, wide enough for
     its five panels (``sync_figure`` keeps the width)."""
-    import plotly.graph_objects as go
-
     return go.FigureWidget(figure).update_layout(width=PAIR_FIGURE_WIDTH)
 
 
@@ -66,18 +57,9 @@ def with_attention(explanation, attention: np.ndarray):
 
 def lfw_or_none(root=None):
     """An :class:`~xcos_xai.data.lfw.LFW` when the data directory holds LFW, else ``None``."""
-    from .._env import DataNotFoundError, dataset_dir
-    from ..data.lfw import LFW
-
     try:
         path = root if root is not None else dataset_dir("lfw", required=False)
         return None if path is None else LFW(path)
     except (DataNotFoundError, FileNotFoundError, ValueError):
         return None
 
-
-def lfw_aligner():
-    from .._env import cache_dir
-    from ..data.align import FaceAligner
-
-    return FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")

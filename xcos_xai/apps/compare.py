@@ -32,10 +32,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import torch
+from plotly.subplots import make_subplots
+from tqdm.auto import tqdm
 
-from .base import create_explainer, list_explainers, replacement_baseline
-from .metrics import (
+from .._env import cache_dir
+from ..data.align import FaceAligner
+from ..data.lfw import LFW
+from ..evaluation.attention_stats import static_cells, summarize_attention
+from ..explainers.base import create_explainer, list_explainers, replacement_baseline
+from ..explainers.metrics import (
     curve_auc,
     deletion_curve,
     facial_region_mask,
@@ -53,6 +60,7 @@ from .metrics import (
     top_iou,
     unit_values,
 )
+from ..pretrained import load_pretrained
 
 REGIONS = ("eyes", "nose", "mouth")
 
@@ -129,9 +137,6 @@ def select_pairs(frame: pd.DataFrame, n_pairs: int, seed: int = 0) -> pd.DataFra
 def build_jobs(lfw, pairs: pd.DataFrame, config: CompareConfig, workers: int = 1,
                progress: bool = True) -> list[dict]:
     """One job per pair: the aligned chips, and for localisation pairs the donor and region."""
-    from .._env import cache_dir
-    from ..data.align import FaceAligner
-
     aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
     paths = sorted(set(pairs["path_a"]) | set(pairs["path_b"]))
     faces = aligner.align_many([lfw.image_root / p for p in paths], workers=workers,
@@ -182,8 +187,6 @@ def _init_worker(config: CompareConfig) -> None:
 
 def _models(fold: int | None):
     """The fold's model, its explainers and randomised copies (kept for the last fold)."""
-    from ..pretrained import load_pretrained
-
     config = _WORKER["config"]
     key = fold if config.fold_heads else None
     if _WORKER.get("key", "none") != key:
@@ -299,8 +302,6 @@ def _nanmean(values) -> float:
 
 def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame, dict]:
     """The table (one row per method) and the mean curves."""
-    from ..evaluation.attention_stats import static_cells, summarize_attention
-
     records = sorted(records, key=lambda r: r["i"])
     same = np.array([r["same"] for r in records])
     thresholds = np.array([r["threshold"] for r in records])
@@ -420,9 +421,6 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def _curve_figures(curves: dict):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     del_f = np.array(curves["deletion_fractions"])
     ins_f = np.array(curves["insertion_fractions"])
     panels = [("deletion_genuine", del_f, "deletion, genuine (↓ better)"),
@@ -449,6 +447,7 @@ def _curve_figures(curves: dict):
 
 
 def _save_curves_png(curves: dict, panels, path: Path) -> None:
+    # matplotlib (heavy: ~0.8 s with pyplot) is loaded only when PNGs are written.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -468,13 +467,11 @@ def _save_curves_png(curves: dict, panels, path: Path) -> None:
 
 def _save_examples(records: list[dict], jobs_chips: dict, out: Path) -> list[Path]:
     """Side-by-side maps of the example pairs: one row per method, faces A and B."""
+    # matplotlib (heavy: ~0.8 s with pyplot) is loaded only when PNGs are written.
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     written = []
     for r in records:
         if "example_maps" not in r:
@@ -561,10 +558,6 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
             are not recomputed (checked once at the start).
         first: start at this pair index (another process takes the pairs before it).
     """
-    from tqdm.auto import tqdm
-
-    from ..data.lfw import LFW
-
     config = config or CompareConfig()
     unknown = [m for m in config.methods if m not in list_explainers()]
     if unknown:

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .attention_stats import summarize_attention
+from ..evaluation.attention_stats import summarize_attention
+from ..evaluation.dlib_reference import reference_distances
+from ..evaluation.protocol import ten_fold_accuracy
 from .lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
-from .protocol import ten_fold_accuracy
+from .lfw_html import write_lfw_report
 
 DESCRIPTIONS = {
     "model_cosine": "plugged model (dlib ResNet): descriptor cosine",
@@ -49,8 +51,6 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
     scores["xcos"] = xcos.scores
     scores["xcos_uniform"] = xcos.uniform_scores
     if reference:
-        from .dlib_reference import reference_distances
-
         t2 = time.perf_counter()
         paths = [lfw.image_root / k for k in features.keys]
         scores["dlib_reference"] = -reference_distances(paths, index, workers=workers,
@@ -71,7 +71,5 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
         "attention": summary.as_dict(), "xcos_vs_model_pearson_r": r, "timings": timings,
     }, indent=1))
     if report:
-        from .lfw_html import write_lfw_report
-
         write_lfw_report(out / "report.html", lfw, features, index, scores, table, summary)
     return table
