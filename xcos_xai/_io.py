@@ -9,6 +9,7 @@ a crash leaves at most a ``*.tmp`` file (see :func:`remove_stale_tmp`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["atomic_path", "atomic_save_safetensors", "atomic_torch_save", "remove_stale_tmp"]
+__all__ = ["atomic_path", "atomic_save_safetensors", "atomic_torch_save", "file_sha256",
+           "remove_stale_tmp"]
 
 TMP_SUFFIX = ".tmp"
 
@@ -76,6 +78,23 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save(obj, path)`` through :func:`atomic_path`."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save(obj, fh)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes (hex): what caches key a model file by, never its path.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "empty"
+        >>> _ = p.write_bytes(b"")
+        >>> file_sha256(p)[:16]
+        'e3b0c44298fc1c14'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_stale_tmp(folder: str | os.PathLike) -> int:

@@ -116,9 +116,10 @@ def held_out_xcos(features: FeatureSet, index: LFWIndex, config: PluginConfig,
 
 
 def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = True,
-                 batch_size: int = 64):
-    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through dlib's network (cached)."""
-    lfw = LFW(root)
+                 batch_size: int = 64, images=None):
+    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through dlib's network (cached);
+    ``root``, ``images``: the LFW folder and its image folder (see :class:`LFW`)."""
+    lfw = LFW(root, images=images)
     backbone = backbone if backbone is not None else create_backbone("dlib_resnet_v1",
                                                                       pretrained=True)
     keys = [str(p.relative_to(lfw.image_root)) for p in lfw.images()]

@@ -37,12 +37,15 @@ def protocol_table(scores: dict[str, np.ndarray], same: np.ndarray,
 
 
 def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool = False,
-                       report: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Evaluate every scorer on all 6000 LFW View-2 pairs and write the results to ``out``."""
+                       report: bool = False, progress: bool = True,
+                       images=None) -> pd.DataFrame:
+    """Evaluate every scorer on all 6000 LFW View-2 pairs and write the results to ``out``
+    (``root``, ``images``: the LFW folder and its image folder, see :class:`LFW`)."""
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     t0 = time.perf_counter()
-    lfw, features, index = lfw_features(root=root, workers=workers, progress=progress)
+    lfw, features, index = lfw_features(root=root, workers=workers, progress=progress,
+                                        images=images)
     timings["features_s"] = time.perf_counter() - t0
     scores = model_scores(features, index)
     t1 = time.perf_counter()

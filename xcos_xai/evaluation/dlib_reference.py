@@ -16,18 +16,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._env import cache_dir
-from .._io import atomic_path
+from .._io import atomic_path, file_sha256
 from ..data.align import LFW_FALLBACK_BOX, choose_face
 from ..models.dlib_dat import model_file
 
 _STATE = {}
+_MODEL_FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
 
 def _init():
     _STATE["det"] = dlib.get_frontal_face_detector()
-    _STATE["sp"] = dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
-    _STATE["rec"] = dlib.face_recognition_model_v1(
-        str(model_file("dlib_face_recognition_resnet_model_v1.dat")))
+    _STATE["sp"] = dlib.shape_predictor(str(model_file(_MODEL_FILES[0])))
+    _STATE["rec"] = dlib.face_recognition_model_v1(str(model_file(_MODEL_FILES[1])))
 
 
 def _describe(path: str) -> np.ndarray:
@@ -47,6 +47,14 @@ def _atomic_save_npz(path, **arrays) -> None:
         np.savez(fh, **arrays)
 
 
+def cache_key(paths: list[str]) -> str:
+    """The descriptors' cache key: the image list, dlib's version and the two networks by
+    their bytes (never their paths: a moved model file is the same model, a changed one not)."""
+    models = [file_sha256(model_file(name)) for name in _MODEL_FILES]
+    return hashlib.sha256("\n".join([*map(str, paths), dlib.__version__, *models]).encode()
+                          ).hexdigest()[:24]
+
+
 def reference_descriptors(paths: list, workers: int = 2, progress: bool = True,
                           checkpoint_every: int = 256) -> np.ndarray:
     """``(N, 128)`` descriptors of dlib's own end-to-end pipeline (cached, resumable).
@@ -56,7 +64,7 @@ def reference_descriptors(paths: list, workers: int = 2, progress: bool = True,
     it stopped instead of starting again.
     """
     paths = [str(p) for p in paths]
-    digest = hashlib.sha256(("\n".join(paths) + dlib.__version__).encode()).hexdigest()[:24]
+    digest = cache_key(paths)
     folder = cache_dir() / "features"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"dlib_reference_{digest}.npy"

@@ -227,15 +227,25 @@ def list_explainers() -> list[str]:
     return builtin + [n for n in _REGISTRY if n not in builtin]
 
 
+def explainer_class(name: str) -> type:
+    """The class registered as ``name`` (its ``label``, ``short_label``, ``control``, ...).
+
+    Example:
+        >>> explainer_class("gradcam").short_label
+        'Grad-CAM'
+    """
+    _import_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown explainer {name!r}: choose one of {list_explainers()}")
+    return _REGISTRY[name]
+
+
 def create_explainer(name: str, model, **kwargs):
     """Build the explainer ``name`` for an :class:`~xcos_xai.core.XCosModel`.
 
     ``kwargs`` are the method's options (e.g. ``n_steps`` for Integrated Gradients).
     """
-    _import_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown explainer {name!r}: choose one of {list_explainers()}")
-    return _REGISTRY[name](model, **kwargs)
+    return explainer_class(name)(model, **kwargs)
 
 
 class PairExplainer:
@@ -246,7 +256,16 @@ class PairExplainer:
     """
 
     name = "base"
+    #: what the method is and how it is computed (tables, reports)
     label = "pair explainer"
+    #: a short name for legends and menus
+    short_label = "pair explainer"
+    #: a control (e.g. random maps): a floor to compare against, not an explanation
+    control = False
+    #: its maps are xCos's own grid maps (the pair figure, with S and W, shows them)
+    xcos_maps = False
+    #: the options a comparison run sets: ``{keyword: CompareConfig field}``
+    compare_options: dict[str, str] = {}
 
     def __init__(self, model, baseline: str = "blur"):
         if not hasattr(model, "backbone") or not hasattr(model, "head"):

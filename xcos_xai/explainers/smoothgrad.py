@@ -22,6 +22,9 @@ class SmoothGradExplainer(PairExplainer):
     """
 
     label = "SmoothGrad (Captum NoiseTunnel)"
+    short_label = "SmoothGrad"
+    compare_options = {"nt_samples": "smoothgrad_samples", "stdev": "smoothgrad_stdev",
+                       "seed": "seed"}
 
     def __init__(self, model, nt_samples: int = 16, stdev: float = 0.1, seed: int = 0,
                  batch_size: int | None = 8, **kwargs):

@@ -10,18 +10,12 @@ import plotly.graph_objects as go
 from .._env import DataNotFoundError, dataset_dir
 from ..data.align import lfw_aligner  # noqa: F401  (the widgets' aligner: the shared chip cache)
 from ..data.lfw import LFW
-from ..explainers import list_explainers
+from ..explainers import explainer_class, list_explainers
 
 XCOS = "xcos"
 # A pair figure's widget width (px): at the FigureWidget's default 700 px the five panels'
 # titles and colour bars run into each other.
 PAIR_FIGURE_WIDTH = 1000
-# Labels of the explainers package's methods (those not listed show their registry name).
-METHOD_LABELS = {
-    "xcos": "xCos", "gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients",
-    "saliency": "Saliency", "smoothgrad": "SmoothGrad", "occlusion": "Occlusion",
-    "random": "Random (control)",
-}
 
 
 def available_methods() -> list[str]:
@@ -37,13 +31,13 @@ def pair_figure_widget(figure):
 
 
 def method_label(name: str) -> str:
-    return METHOD_LABELS.get(name, name)
+    """The explainer's ``short_label`` (its class says it), e.g. ``"Grad-CAM"``."""
+    return explainer_class(name).short_label
 
 
 def evidence_map(explanation, threshold: float | None = None) -> np.ndarray:
     """``(S - threshold) * W`` on the grid: sums to ``score - threshold``."""
-    tau = explanation.threshold if threshold is None else threshold
-    return (np.asarray(explanation.cos_map) - tau) * np.asarray(explanation.attention)
+    return explanation.evidence(threshold)
 
 
 def with_attention(explanation, attention: np.ndarray):

@@ -33,8 +33,8 @@ class HeldOutEvaluation:
     model_thresholds: np.ndarray
 
     @classmethod
-    def load(cls, root=None, progress: bool = False) -> HeldOutEvaluation:
-        lfw, features, index = lfw_features(root=root, progress=progress)
+    def load(cls, root=None, progress: bool = False, images=None) -> HeldOutEvaluation:
+        lfw, features, index = lfw_features(root=root, progress=progress, images=images)
         result = bundled_fold_scores(features, index)
         model_cos = model_scores(features, index)["model_cosine"]
         thr = ten_fold_accuracy(result.scores, index.same, index.pair_fold).thresholds
