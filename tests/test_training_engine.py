@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from xcos_xai.core import CosFaceHead, XCosHead
 from xcos_xai.testing import TinyFaceNet
-from xcos_xai.training import engine
+from xcos_xai.training import engine, validation
 from xcos_xai.training.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from xcos_xai.training.config import ConfigError, load_config
 from xcos_xai.training.engine import Trainer, train
@@ -316,12 +316,12 @@ def test_rank_without_validation_pairs_contributes_nothing():
               {"xcos": (np.array([2]), np.array([0.75])),
                "teacher_cosine": (np.array([2]), np.array([0.9]))},
               {}]
-    merged = engine._merge_shards(shards, 3)
+    merged = validation.merge_shards(shards, 3)
     assert sorted(merged) == ["teacher_cosine", "xcos"]
     assert merged["xcos"].tolist() == [0.5, -0.25, 0.75]
     assert merged["teacher_cosine"].tolist() == [0.4, -0.1, 0.9]
-    assert engine._merge_shards([{}, {}], 0) == {}
-    two = engine._merge_shards([{"xcos": (np.array([0, 2]), np.array([1.0, 3.0]))},
+    assert validation.merge_shards([{}, {}], 0) == {}
+    two = validation.merge_shards([{"xcos": (np.array([0, 2]), np.array([1.0, 3.0]))},
                                 {"xcos": (np.array([1]), np.array([2.0]))}], 3)
     assert two["xcos"].tolist() == [1.0, 2.0, 3.0]
 

@@ -1,7 +1,9 @@
 """Training xCos: the paper's recipe (frozen teacher + fine-tuned trunk), from scratch, and
 the plug-in head on cached features.
 
-- :func:`train` / :class:`Trainer` (``engine``): the GPU-ready, torchrun-ready engine.
+- :func:`train` / :class:`Trainer` (``engine``): the GPU-ready, torchrun-ready engine;
+  its checkpoints and resume checks (``checkpoint.CheckpointManager``) and the one validator
+  of both recipes (``validation``).
 - :func:`load_config` / :class:`TrainConfig` (``config``): TOML/YAML with overrides.
 - :func:`train_plugin_head` / :class:`PluginConfig` (``plugin``): the head-only trainer.
 """
