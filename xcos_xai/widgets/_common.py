@@ -8,7 +8,6 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .._env import DataNotFoundError, dataset_dir
-from ..data.align import lfw_aligner  # noqa: F401  (the widgets' aligner: the shared chip cache)
 from ..data.lfw import LFW
 from ..explainers import explainer_class, list_explainers
 
@@ -41,12 +40,13 @@ def evidence_map(explanation, threshold: float | None = None) -> np.ndarray:
 
 
 def with_attention(explanation, attention: np.ndarray):
-    """The same pair and S with another attention W (score and S*W recomputed)."""
+    """The same pair and S with another attention W (score and S*W recomputed; the method's
+    maps, made with the old W, are dropped)."""
     attention = np.asarray(attention, dtype=np.float32)
     contribution = np.asarray(explanation.cos_map) * attention
     score = float(contribution.sum())
     return replace(explanation, attention=attention, contribution=contribution, score=score,
-                   same=score > explanation.threshold)
+                   same=score > explanation.threshold, map_a=None, map_b=None)
 
 
 def lfw_or_none(root=None):
