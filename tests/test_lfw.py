@@ -328,8 +328,8 @@ def test_the_image_folder_is_a_choice(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"LFW images not found at .*nope: give "
                                                 r"images= \(command line: --images\)"):
         LFW(tmp_path, images="nope")
-    with pytest.raises(DataNotFoundError, match=r"no LFW image folder in .*lfw-deepfunneled/, "
-                                                r"lfw_funneled/, lfw-funneled/, lfw/"):
+    with pytest.raises(DataNotFoundError, match=r"LFW images not found at .*mine/lfw-deepfunneled "
+                                                r"\(nor lfw_funneled, lfw-funneled, lfw there\)"):
         LFW(tmp_path / "mine")
 
 

@@ -262,9 +262,10 @@ def find_image_folder(root: Path, images: str | Path | None = None) -> Path:
         found = [root / name for name in IMAGE_FOLDERS if (root / name).is_dir()]
         if not found:
             raise DataNotFoundError(
-                f"no LFW image folder in {root}: unpack one of the official archives there "
-                f"(it makes {', '.join(n + '/' for n in IMAGE_FOLDERS)}) or name the folder "
-                "with images= (command line: --images)")
+                f"LFW images not found at {root / IMAGE_FOLDERS[0]} (nor "
+                f"{', '.join(IMAGE_FOLDERS[1:])} there): point XCOS_XAI_DATA (or root=) at the "
+                "folder holding pairs.txt and an image folder as an official archive unpacks "
+                "it, or name yours with images= (command line: --images)")
         folder = found[0]
     else:
         folder = Path(images).expanduser()
