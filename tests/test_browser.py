@@ -271,8 +271,8 @@ def test_notebook_runs_and_renders_in_chromium(jupyterlab, notebook):
 def reports(tmp_path_factory, lfw_root):
     """Both reports of ``make demo``: the LFW evaluation's and the shipped photos' (the one a
     machine without LFW gets)."""
-    from xcos_xai.evaluation.lfw_report import run_lfw_evaluation
-    from xcos_xai.evaluation.photo_demo import run_photo_demo
+    from xcos_xai.apps.lfw_report import run_lfw_evaluation
+    from xcos_xai.apps.photo_demo import run_photo_demo
 
     out = tmp_path_factory.mktemp("reports")
     run_lfw_evaluation(out / "lfw", root=lfw_root, report=True, progress=False)

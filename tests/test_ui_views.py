@@ -45,8 +45,8 @@ def test_face_notes_and_line():
 
 @pytest.mark.slow
 def test_cli_explain_prints_a_note_not_a_warning(tmp_path, capsys):
+    from xcos_xai.apps.photo_demo import shipped_photos
     from xcos_xai.cli import main
-    from xcos_xai.evaluation.photo_demo import shipped_photos
 
     hopper, astronaut = shipped_photos().values()  # the astronaut photo has 2 detections
     with warnings.catch_warnings(record=True) as caught:

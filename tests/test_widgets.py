@@ -376,7 +376,7 @@ def test_pair_explorer_pairs_opacity_and_files(explorer, tmp_path):
     # the error beside the button that caused it, nothing else changed
     assert "missing.jpg" in explorer.files_status.value and explorer.explanation is e
     assert explorer.status.value == "" and explorer.pair.value == 1
-    from xcos_xai.evaluation.photo_demo import shipped_photos
+    from xcos_xai.apps.photo_demo import shipped_photos
 
     a, b = shipped_photos().values()
     n = len(explorer.pairs)
@@ -413,7 +413,7 @@ def test_source_key_is_the_content_not_the_object(tmp_path):
 def test_pair_explorer_cache_follows_the_photos_not_the_object_id(explorer):
     """A typed pair is a short-lived PairSource: once the next one replaces it, CPython may
     give a new object its id. A cache keyed by id() then shows the old pair's explanation."""
-    from xcos_xai.evaluation.photo_demo import shipped_photos
+    from xcos_xai.apps.photo_demo import shipped_photos
 
     a, b = (str(p) for p in shipped_photos().values())
     source = PairSource("typed", a, b)
@@ -508,10 +508,9 @@ def test_alignment_notes_of_known_lfw_failures(lfw_root):
     side), pair 2669's second photo has no detectable face (the fixed LFW box is used)."""
     import warnings
 
-    from xcos_xai.data.align import MultipleFacesWarning
+    from xcos_xai.data.align import MultipleFacesWarning, lfw_aligner
     from xcos_xai.data.lfw import LFW
     from xcos_xai.viz.notes import face_notes, is_alignment_failure, padding_share
-    from xcos_xai.widgets._common import lfw_aligner
 
     lfw, aligner = LFW(lfw_root), lfw_aligner()
     frame = lfw.pairs_frame()

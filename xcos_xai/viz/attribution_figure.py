@@ -82,3 +82,37 @@ def attribution_figure(face_a: np.ndarray, face_b: np.ndarray,
     fig.update_layout(height=height, template="plotly_white", title=title_layout(text, height),
                       margin=dict(l=10, r=60, t=90, b=10))
     return fig
+
+
+def save_attribution_png(face_a: np.ndarray, face_b: np.ndarray,
+                         rows: list[tuple[str, np.ndarray, np.ndarray]], path,
+                         opacity: float = 0.6, title: str | None = None, dpi: int = 110,
+                         percentile: float = CLIP_PERCENTILE) -> None:
+    """The same rows as :func:`attribution_figure`, as a static PNG (matplotlib): each row
+    clipped at its ``percentile`` (:func:`symmetric_limit`), with its colour bar."""
+    # matplotlib (heavy: ~0.8 s with pyplot) is loaded only when a PNG is written.
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("save_attribution_png needs at least one (label, map_a, map_b) row")
+    fig, axes = plt.subplots(len(rows), 2, figsize=(7.0, 3.2 * len(rows)), squeeze=False)
+    h, w = face_a.shape[:2]
+    for (label, map_a, map_b), pair in zip(rows, axes):
+        map_a, map_b = np.asarray(map_a, dtype=float), np.asarray(map_b, dtype=float)
+        scale = symmetric_limit(map_a, map_b, percentile=percentile)
+        for ax, face, m, side in ((pair[0], face_a, map_a, "A"), (pair[1], face_b, map_b, "B")):
+            ax.imshow(face)
+            im = ax.imshow(m, cmap=DIVERGING, vmin=-scale, vmax=scale, alpha=opacity,
+                           extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+            ax.set_title(f"{label}: face {side}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        bar = fig.colorbar(im, ax=list(pair), fraction=0.046, pad=0.02)
+        bar.ax.tick_params(labelsize=8)
+    fig.suptitle(title or ("blue: supports 'same person', red: opposes; colours saturate at "
+                           f"each row's {percentile:g}th percentile"), fontsize=9)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)

@@ -8,9 +8,17 @@ red: less); the attention W; and the evidence ``(S - threshold) * W`` per cell, 
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
+
+from ..core.xcos import evidence_map
+from .notes import detection_notes
 
 DIVERGING = "RdBu"
 ATTENTION_SCALE = "YlGn"
@@ -61,8 +69,6 @@ def centred_colorscale(zmin: float, zmax: float, centre: float,
         >>> [round(cs[k][0], 6) for k in (0, 5, -1)], cs[5][1]  # white at 0.9
         ([0.0, 0.5, 1.0], 'rgb(247, 247, 247)')
     """
-    from plotly.colors import sample_colorscale
-
     span = max(zmax - zmin, 1e-12)
     p = float(np.clip((centre - zmin) / span, 0.0, 1.0))
     stops = []
@@ -78,11 +84,6 @@ def centred_colorscale(zmin: float, zmax: float, centre: float,
 def jpeg_source(image: np.ndarray, quality: int = 85) -> str:
     """An ``(h, w, 3)`` uint8 image as a JPEG ``data:`` URI, for ``go.Image(source=...)``: a
     150x150 face is about 8 kB instead of ~200 kB of JSON numbers in every figure and report."""
-    import base64
-    import io
-
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(
         buffer, format="JPEG", quality=quality)
@@ -147,12 +148,10 @@ def pair_figure(explanation, title: str | None = None, height: int = 400,
         overlay_opacity: also draw the evidence ``(S - threshold) * W`` over both faces with
             this opacity (0 to 1); ``None`` draws no overlay traces.
     """
-    from .notes import detection_notes
-
     e = explanation
     s, w, c = np.asarray(e.cos_map), np.asarray(e.attention), np.asarray(e.contribution)
     tau = float(e.threshold if threshold is None else threshold)
-    evidence = (s - tau) * w
+    evidence = evidence_map(s, w, tau)
     rows, cols = s.shape
     # two-line titles in a smaller font: one line overlaps its neighbours at a notebook's width
     fig = make_subplots(rows=1, cols=5, horizontal_spacing=0.025, subplot_titles=(
@@ -215,18 +214,17 @@ def pair_figure(explanation, title: str | None = None, height: int = 400,
 
 def save_pair_png(explanation, path, dpi: int = 110) -> None:
     """A static PNG of the same panels and colour scales (matplotlib; no browser needed)."""
+    # matplotlib (heavy: ~0.8 s with pyplot) is loaded only when a PNG is written.
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
-    from .notes import detection_notes
-
     e = explanation
     s, w = np.asarray(e.cos_map), np.asarray(e.attention)
     tau = float(e.threshold)
-    evidence = (s - tau) * w
+    evidence = evidence_map(s, w, tau)
     fig, axes = plt.subplots(1, 5, figsize=(17, 4.3))
     rows, cols = s.shape
     notes = detection_notes(e)
