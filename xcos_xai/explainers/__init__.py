@@ -2,10 +2,14 @@
 
 - :func:`list_explainers`, :func:`create_explainer`: the registry (``"xcos"``, ``"gradcam"``,
   ``"integrated_gradients"``, ``"saliency"``, ``"smoothgrad"``, ``"occlusion"``,
-  ``"random"``); every explainer has ``attribute(x_a, x_b, target) -> PairAttribution``.
+  ``"random"``, and the field's verification methods ``"xssab"``, ``"corrrise"``,
+  ``"fggb"``, ``"multiscale_occlusion"``); every explainer has
+  ``attribute(x_a, x_b, target) -> PairAttribution``.
 - :func:`pair_score`: the one pair score (xCos or the model's cosine) they all explain.
 - :mod:`.metrics`: deletion/insertion, replacement error rates, the localisation game,
   sensitivity, model randomisation, attention shortcut, cost.
+- :mod:`.protocols`: ROAD imputation, verification-accuracy deletion/insertion, replacement
+  FMR/FNMR curves, cascading and independent layer randomisation (pure functions).
 - :mod:`.compare`: all methods on LFW pairs, a table and plots (``xcos-xai compare``).
 """
 

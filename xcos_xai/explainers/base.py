@@ -206,7 +206,7 @@ def register_explainer(name: str):
 
 
 _BUILTIN = ("xcos", "gradcam", "integrated_gradients", "saliency", "smoothgrad", "occlusion",
-            "random_map")
+            "random_map", "xssab")
 
 
 def _import_builtin() -> None:
@@ -248,6 +248,9 @@ class PairExplainer:
 
     name = "base"
     label = "pair explainer"
+    # image passes per pair: one face through the backbone, forward or backward, counts 1
+    # (None: not stated; see pass_count for methods whose count depends on the model)
+    passes_per_pair: float | None = None
 
     def __init__(self, model, baseline: str = "blur"):
         if not hasattr(model, "backbone") or not hasattr(model, "head"):
@@ -261,6 +264,10 @@ class PairExplainer:
     @classmethod
     def get_name(cls) -> str:
         return cls.label
+
+    def pass_count(self, target: str = "xcos") -> float | None:
+        """Image passes (forwards + backwards of one face) per explained pair."""
+        return self.passes_per_pair
 
     def grid_size(self, x: torch.Tensor) -> tuple[int, int]:
         size = getattr(self.model.backbone, "grid_size", None)

@@ -1,0 +1,145 @@
+"""The field's pair explainers (xSSAB, CorrRISE, FGGB, multi-scale occlusion): each one's
+defining property on a model small enough to check by hand, and end to end on LFW faces.
+
+The hand-checkable model (:class:`PixelEmbedding`): the embedding of a face is a fixed linear
+function of its pixels, ``e = M @ x.flatten()``, so every gradient has a closed form.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xcos_xai.core import XCosHead, XCosModel
+from xcos_xai.explainers import create_explainer, pair_score
+from xcos_xai.explainers.xssab import split_by_support
+from xcos_xai.models.registry import InputSpec
+
+
+class PixelEmbedding(nn.Module):
+    """``e = M @ x.flatten()`` (``M``: ``(D, 3*H*W)``), a 1x1 grid holding ``e``."""
+
+    grid_size = (1, 1)
+
+    def __init__(self, matrix: torch.Tensor, size: int):
+        super().__init__()
+        self.register_buffer("matrix", matrix)
+        self.embedding_dim = self.grid_channels = matrix.shape[0]
+        self.input_spec = InputSpec((size, size), "RGB", (127.5,) * 3, (127.5,) * 3)
+        self.dummy = nn.Parameter(torch.zeros(1))  # the model's dtype
+
+    def forward_features(self, x):
+        return (x.flatten(1) @ self.matrix.T)[:, :, None, None]
+
+    def forward_head(self, grid):
+        return grid.flatten(1)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def pixel_model(matrix, size, threshold=0.4):
+    head = XCosHead(matrix.shape[0], None, attention="uniform")
+    # one 1x1 cell with uniform attention: xCos is the embedding cosine
+    return XCosModel(PixelEmbedding(matrix, size), head, threshold=threshold,
+                     model_threshold=threshold).eval()
+
+
+def selector(d, size):
+    """``M`` that reads pixel ``(0, 0, k)`` into dimension ``k``."""
+    m = torch.zeros(d, 3 * size * size)
+    m[torch.arange(d), torch.arange(d)] = 1.0
+    return m
+
+
+def faces_with_embeddings(a, b, size):
+    x_a, x_b = torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size)
+    x_a[0, 0, 0, :len(a)] = torch.tensor(a)
+    x_b[0, 0, 0, :len(b)] = torch.tensor(b)
+    return x_a, x_b
+
+
+# --------------------------------------------------------------------------- xSSAB
+
+
+def _cosine_part_gradient(a, b, keep):
+    """d/da of ``sum_{k in keep} a_k b_k / (|a||b|)``, by hand: ``(c - â (â.c)) / |a|`` with
+    ``c = b̂ * keep``."""
+    a, b, keep = (np.asarray(v, dtype=np.float64) for v in (a, b, keep))
+    a_hat, b_hat = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    c = b_hat * keep
+    return (c - a_hat * (a_hat @ c)) / np.linalg.norm(a)
+
+
+@pytest.mark.parametrize("target", ["model_cosine", "xcos"])
+def test_xssab_splits_the_cosine_and_backpropagates_each_part_by_hand(target):
+    # a = (2, 1, 1, -1), b = (1, 1, -1, -1): terms a_k b_k / (|a||b|) = (2, 1, -1, 1) / (2 √7)
+    # = (0.378, 0.189, -0.189, 0.189). Threshold 0.4 cuts at 0.4 / 4 = 0.1: dimensions 0, 1
+    # and 3 support the match, dimension 2 opposes it.
+    size = 4
+    model = pixel_model(selector(4, size), size, threshold=0.4)
+    a, b = [2.0, 1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]
+    x_a, x_b = faces_with_embeddings(a, b, size)
+    r = create_explainer("xssab", model).attribute(x_a, x_b, target=target)
+    if target == "xcos":  # one grid cell: a single term, the whole cosine 3 / (2 √7) > 0.4
+        assert r.extras["support"].tolist() == [[True]]
+        assert r.extras["score_support"].item() == pytest.approx(3 / (2 * math.sqrt(7)))
+        assert r.extras["score_oppose"].item() == 0.0 and r.extras["negative_a"].max() == 0
+        return
+    assert r.extras["support"].tolist() == [[True, True, False, True]]
+    assert r.extras["score_support"].item() == pytest.approx(4 / (2 * math.sqrt(7)), abs=1e-6)
+    assert r.extras["score_oppose"].item() == pytest.approx(-1 / (2 * math.sqrt(7)), abs=1e-6)
+    keep = np.array([1.0, 1.0, 0.0, 1.0])
+    for face, (u, v) in {"a": (a, b), "b": (b, a)}.items():
+        pos = np.abs(_cosine_part_gradient(u, v, keep))
+        neg = np.abs(_cosine_part_gradient(u, v, 1 - keep))
+        got_pos = r.extras[f"positive_{face}"][0, 0, :4].double().numpy()
+        got_neg = r.extras[f"negative_{face}"][0, 0, :4].double().numpy()
+        np.testing.assert_allclose(got_pos, pos, atol=1e-6)
+        np.testing.assert_allclose(got_neg, neg, atol=1e-6)
+        combined = getattr(r, f"map_{face}")
+        np.testing.assert_allclose(combined[0, 0, :4].double().numpy(), pos - neg, atol=1e-6)
+        # no other pixel reaches the embedding: zero gradient there
+        assert combined[0].abs().sum().item() == pytest.approx(np.abs(pos - neg).sum(), abs=1e-5)
+    # a higher threshold (1.0: cut at 0.25) leaves only dimension 0 supporting
+    high = create_explainer("xssab", pixel_model(selector(4, size), size, 1.0))
+    assert high.attribute(x_a, x_b, target).extras["support"].tolist() == \
+        [[True, False, False, False]]
+
+
+def test_xssab_parts_add_up_to_the_score_on_a_random_linear_model():
+    torch.manual_seed(0)
+    size, d = 6, 8
+    matrix = torch.randn(d, 3 * size * size)
+    model = pixel_model(matrix, size, threshold=0.3)
+    x_a = torch.randn(2, 3, size, size)
+    x_b = x_a + torch.randn(2, 3, size, size)
+    r = create_explainer("xssab", model).attribute(x_a, x_b, target="model_cosine")
+    with torch.no_grad():
+        score = pair_score(model, x_a, x_b, "model_cosine")
+    torch.testing.assert_close(r.extras["score_support"] + r.extras["score_oppose"], score)
+    emb_a, emb_b = x_a.flatten(1) @ matrix.T, x_b.flatten(1) @ matrix.T
+    for i in range(2):
+        a, b = emb_a[i].double().numpy(), emb_b[i].double().numpy()
+        terms = a * b / np.linalg.norm(a) / np.linalg.norm(b)
+        keep = (terms > 0.3 / d).astype(np.float64)
+        assert r.extras["support"][i].numpy().tolist() == (keep > 0).tolist()
+        assert 0 < keep.sum() < d  # both parts present
+        # chain rule by hand through the linear embedding: d/dx = M^T d/da, summed |.| over c
+        pos = np.abs((matrix.double().numpy().T @ _cosine_part_gradient(a, b, keep))
+                     .reshape(3, size, size)).sum(0)
+        neg = np.abs((matrix.double().numpy().T @ _cosine_part_gradient(a, b, 1 - keep))
+                     .reshape(3, size, size)).sum(0)
+        np.testing.assert_allclose(r.extras["positive_a"][i].double().numpy(), pos, rtol=1e-4,
+                                   atol=1e-6)
+        np.testing.assert_allclose(r.map_a[i].double().numpy(), pos - neg, rtol=1e-4,
+                                   atol=1e-6)
+
+
+def test_split_by_support_cuts_at_threshold_over_d():
+    terms = torch.tensor([[0.26, 0.24, 0.5, -0.1]])
+    assert split_by_support(terms, 1.0).tolist() == [[True, False, True, False]]
