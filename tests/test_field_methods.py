@@ -16,6 +16,7 @@ from torch import nn
 
 from xcos_xai.core import XCosHead, XCosModel
 from xcos_xai.explainers import create_explainer, pair_score
+from xcos_xai.explainers.corrrise import correlation_map, random_masks
 from xcos_xai.explainers.xssab import split_by_support
 from xcos_xai.models.registry import InputSpec
 
@@ -143,3 +144,54 @@ def test_xssab_parts_add_up_to_the_score_on_a_random_linear_model():
 def test_split_by_support_cuts_at_threshold_over_d():
     terms = torch.tensor([[0.26, 0.24, 0.5, -0.1]])
     assert split_by_support(terms, 1.0).tolist() == [[True, False, True, False]]
+
+
+# --------------------------------------------------------------------------- CorrRISE
+
+
+def test_corrrise_correlation_on_a_known_linear_score():
+    # score = sum_p w_p x_p with x = 1 and a zero baseline: score = sum_p w_p m_p. With
+    # independent Bernoulli(1/2) pixels, corr(m_p, score) = w_p sd(m) / (sd(m) |w|) = w_p / |w|.
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(6, 6, generator=g)
+
+    def score_fn(v):
+        return (v[:, 0] * w).sum((1, 2))
+
+    x = torch.ones(1, 1, 6, 6)
+    corr = correlation_map(score_fn, x, torch.zeros_like(x), n_masks=6000, cells=6,
+                           smooth=False, batch=500, seed=1)
+    expected = w / w.norm()
+    assert (corr - expected).abs().max() < 4 / math.sqrt(6000)  # ~ 3 sd of the estimate
+    # the same seed gives the same masks, hence the same map; another seed another draw
+    again = correlation_map(score_fn, x, torch.zeros_like(x), 6000, 6, smooth=False,
+                            batch=500, seed=1)
+    assert torch.equal(corr, again)
+    other = correlation_map(score_fn, x, torch.zeros_like(x), 6000, 6, smooth=False,
+                            batch=500, seed=2)
+    assert not torch.equal(corr, other)
+
+
+def test_random_masks_are_in_range_and_smooth_masks_keep_the_rate():
+    g = torch.Generator().manual_seed(0)
+    m = random_masks(400, (30, 30), cells=5, p_keep=0.3, generator=g)
+    assert m.shape == (400, 1, 30, 30) and m.min() >= 0 and m.max() <= 1
+    assert m.mean().item() == pytest.approx(0.3, abs=0.02)
+    assert ((m > 0) & (m < 1)).any()  # bilinear edges
+
+
+def test_corrrise_explainer_finds_the_face_region_that_carries_the_score():
+    # a pixel-selector embedding: only pixels (0, 0, 0..3) of channel 0 matter; A and B agree
+    # on dims 0, 1 and disagree on 2, 3. Showing A's pixel 0 or 1 raises the cosine (similar),
+    # showing 2 or 3 lowers it (dissimilar); every other pixel is uncorrelated.
+    size = 8
+    model = pixel_model(selector(4, size), size, threshold=0.1)
+    x_a, x_b = faces_with_embeddings([1.0, 1.0, 1.0, -1.0], [1.0, 1.0, -1.0, 1.0], size)
+    r = create_explainer("corrrise", model, n_masks=3000, cells=size, smooth=False, batch=500,
+                         baseline="mean").attribute(x_a, x_b, target="model_cosine")
+    row = r.map_a[0, 0, :4]
+    assert row[0] > 0.2 and row[1] > 0.2 and row[2] < -0.2 and row[3] < -0.2
+    rest = r.map_a[0].clone()
+    rest[0, :4] = 0
+    assert rest.abs().max() < 4 / math.sqrt(3000)
+    torch.testing.assert_close(r.extras["similarity_a"] - r.extras["dissimilarity_a"], r.map_a)
