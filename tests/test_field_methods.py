@@ -195,3 +195,62 @@ def test_corrrise_explainer_finds_the_face_region_that_carries_the_score():
     rest[0, :4] = 0
     assert rest.abs().max() < 4 / math.sqrt(3000)
     torch.testing.assert_close(r.extras["similarity_a"] - r.extras["dissimilarity_a"], r.map_a)
+
+
+# --------------------------------------------------------------------------- FGGB
+
+
+def test_fggb_weights_each_channel_map_by_its_agreement_by_hand():
+    # pixel-selector embedding: channel k's gradient is 1 on pixel (0, 0, k) and 0 elsewhere,
+    # so its normalised map is that pixel alone and S there is w_k - thr / N exactly.
+    size = 4
+    model = pixel_model(selector(4, size), size, threshold=0.4)
+    x_a, x_b = faces_with_embeddings([2.0, 1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0], size)
+    explainer = create_explainer("fggb", model)
+    r = explainer.attribute(x_a, x_b, target="model_cosine")
+    w = np.array([2.0, 1.0, -1.0, 1.0]) / (2 * math.sqrt(7))
+    expected = np.zeros((size, size))
+    expected[0, :4] = w - 0.4 / 4
+    for m in (r.map_a, r.map_b):  # both faces: the same pixels carry the same channels
+        np.testing.assert_allclose(m[0].double().numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(r.extras["agreement"][0].double().numpy(), w, atol=1e-6)
+    torch.testing.assert_close(r.extras["similarity_a"][0, 0, :4],
+                               torch.tensor(np.maximum(w - 0.1, 0), dtype=torch.float32))
+    torch.testing.assert_close(r.extras["dissimilarity_a"][0, 0, :4],
+                               torch.tensor(np.maximum(0.1 - w, 0), dtype=torch.float32))
+    assert explainer.pass_count("model_cosine") == 2 * (1 + 4)
+
+
+def test_fggb_on_a_random_linear_embedding_matches_the_formula():
+    torch.manual_seed(1)
+    size, d = 5, 6
+    matrix = torch.randn(d, 3 * size * size)
+    model = pixel_model(matrix, size, threshold=0.3)
+    x_a = torch.randn(2, 3, size, size)
+    x_b = x_a + torch.randn(2, 3, size, size)
+    r = create_explainer("fggb", model, chunk_size=4).attribute(x_a, x_b, "model_cosine")
+    # linear embedding: d F^k / dx = M_k, the same for every face
+    g = matrix.double().numpy().reshape(d, 3, size, size)
+    g = np.abs(g).sum(1)
+    g = g / g.reshape(d, -1).max(1)[:, None, None]
+    for i in range(2):
+        a = (x_a[i].flatten() @ matrix.T).double().numpy()
+        b = (x_b[i].flatten() @ matrix.T).double().numpy()
+        w = a * b / np.linalg.norm(a) / np.linalg.norm(b)
+        expected = np.einsum("k,khw->hw", w - 0.3 / d, g)
+        np.testing.assert_allclose(r.map_a[i].double().numpy(), expected, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(r.map_b[i].double().numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_fggb_on_xcos_cells_uses_the_cell_cosine_gradient():
+    # one cell: N = 1, F = S (the cosine of A against B's fixed cell), w = S (attention 1):
+    # the map is |dS/dx| / max |dS/dx| times (S - thr).
+    size = 4
+    model = pixel_model(selector(4, size), size, threshold=0.4)
+    a, b = [2.0, 1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]
+    x_a, x_b = faces_with_embeddings(a, b, size)
+    r = create_explainer("fggb", model).attribute(x_a, x_b, target="xcos")
+    grad = np.abs(_cosine_part_gradient(a, b, np.ones(4)))
+    cos = 3 / (2 * math.sqrt(7))
+    np.testing.assert_allclose(r.map_a[0, 0, :4].double().numpy(),
+                               grad / grad.max() * (cos - 0.4), atol=1e-6)

@@ -206,7 +206,7 @@ def register_explainer(name: str):
 
 
 _BUILTIN = ("xcos", "gradcam", "integrated_gradients", "saliency", "smoothgrad", "occlusion",
-            "random_map", "xssab", "corrrise")
+            "random_map", "xssab", "corrrise", "fggb")
 
 
 def _import_builtin() -> None:
