@@ -17,6 +17,7 @@ from torch import nn
 from xcos_xai.core import XCosHead, XCosModel
 from xcos_xai.explainers import create_explainer, pair_score
 from xcos_xai.explainers.corrrise import correlation_map, random_masks
+from xcos_xai.explainers.multiscale_occlusion import decision_confidence, occlusion_deviation_map
 from xcos_xai.explainers.xssab import split_by_support
 from xcos_xai.models.registry import InputSpec
 
@@ -254,3 +255,70 @@ def test_fggb_on_xcos_cells_uses_the_cell_cosine_gradient():
     cos = 3 / (2 * math.sqrt(7))
     np.testing.assert_allclose(r.map_a[0, 0, :4].double().numpy(),
                                grad / grad.max() * (cos - 0.4), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- multi-scale occlusion
+
+
+def test_multiscale_occlusion_against_brute_force_on_a_linear_score():
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(7, 9, generator=g)
+
+    def score_fn(v):
+        return (v[:, 0] * w).sum((1, 2))
+
+    x = torch.rand(1, 1, 7, 9, generator=g) + 0.5
+    base = torch.zeros_like(x)
+    got = occlusion_deviation_map(score_fn, x, base, [2, 3], stride=2, batch=5)
+    # brute force: every patch position (the last one flush with the border), the drop is the
+    # patch's sum of w * x; a pixel's value is the mean over its covering patches per scale,
+    # then the mean of the two scales
+    contrib = (w * x[0, 0]).double().numpy()
+    scales = []
+    for p in (2, 3):
+        rows = sorted(set(list(range(0, 7 - p + 1, 2)) + [7 - p]))
+        cols = sorted(set(list(range(0, 9 - p + 1, 2)) + [9 - p]))
+        s, n = np.zeros((7, 9)), np.zeros((7, 9))
+        for r in rows:
+            for c in cols:
+                s[r:r + p, c:c + p] += contrib[r:r + p, c:c + p].sum()
+                n[r:r + p, c:c + p] += 1
+        scales.append(s / n)
+    np.testing.assert_allclose(got.double().numpy(), np.mean(scales, axis=0), atol=1e-5)
+
+
+def test_multiscale_occlusion_explainer_by_hand_with_one_pixel_patches():
+    size = 4
+    model = pixel_model(selector(4, size), size, threshold=0.4)
+    a, b = [2.0, 1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]
+    x_a, x_b = faces_with_embeddings(a, b, size)
+    explainer = create_explainer("multiscale_occlusion", model, patch_fractions=(1 / size,),
+                                 stride_fraction=1 / size, baseline="mean",
+                                 reference_scores=([0.5, 0.6, 0.9], [0.0, 0.1, 0.45]))
+    r = explainer.attribute(x_a, x_b, target="model_cosine")
+
+    def cos(u, v):
+        return float(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v))
+
+    expected = np.zeros((size, size))
+    for k in range(4):  # hiding pixel k sets a_k to the baseline, 0
+        hidden = list(a)
+        hidden[k] = 0.0
+        expected[0, k] = cos(a, b) - cos(hidden, b)
+    np.testing.assert_allclose(r.map_a[0].double().numpy(), expected, atol=1e-6)
+    assert expected[0, 0] > 0 and expected[0, 2] < 0  # a similar and a dissimilar pixel
+    torch.testing.assert_close(r.extras["similar_a"] - r.extras["dissimilar_a"], r.map_a)
+    # cosine 3 / (2 √7) = 0.567 > 0.4, accepted; FNMR(0.567) = 1/3, FMR = 0: confidence 1
+    assert r.extras["confidence"].tolist() == [1.0]
+    assert explainer.pass_count() == 2 * (16 + 2)
+
+
+def test_decision_confidence_is_half_where_the_error_rates_cross_and_symmetric():
+    gen, imp = [0.6, 0.7, 0.8, 0.9], [0.1, 0.2, 0.3, 0.65]
+    assert decision_confidence(0.62, 0.5, gen, imp) == 0.5
+    assert decision_confidence(0.05, 0.5, gen, imp) == 1.0  # below every score: surely not
+    assert decision_confidence(0.25, 0.5, gen, imp) == 1.0  # no genuine below: p = 0
+    # FNMR(0.68) = 1/4, FMR(0.68) = 0: p = 1 for an accept, so a reject there has 0
+    assert decision_confidence(0.68, 0.7, gen, imp) == 0.0
+    with pytest.raises(ValueError, match="genuine and impostor"):
+        decision_confidence(0.5, 0.5, [], imp)

@@ -206,7 +206,7 @@ def register_explainer(name: str):
 
 
 _BUILTIN = ("xcos", "gradcam", "integrated_gradients", "saliency", "smoothgrad", "occlusion",
-            "random_map", "xssab", "corrrise", "fggb")
+            "random_map", "xssab", "corrrise", "fggb", "multiscale_occlusion")
 
 
 def _import_builtin() -> None:
