@@ -8,6 +8,7 @@ function of its pixels, ``e = M @ x.flatten()``, so every gradient has a closed 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -322,3 +323,72 @@ def test_decision_confidence_is_half_where_the_error_rates_cross_and_symmetric()
     assert decision_confidence(0.68, 0.7, gen, imp) == 0.0
     with pytest.raises(ValueError, match="genuine and impostor"):
         decision_confidence(0.5, 0.5, [], imp)
+
+
+# --------------------------------------------------------------------------- real LFW faces
+
+
+@pytest.fixture(scope="module")
+def lfw_genuine_pair(lfw_root):
+    """The first genuine pair of fold 0 as normalised dlib chips, with fold 0's held-out
+    head (the bundled dlib model)."""
+    from xcos_xai._env import cache_dir
+    from xcos_xai.data.align import FaceAligner
+    from xcos_xai.data.lfw import LFW
+    from xcos_xai.pretrained import load_pretrained
+
+    lfw = LFW(lfw_root)
+    frame = lfw.pairs_frame()
+    row = frame[(frame["fold"] == 0) & frame["same"]].iloc[0]
+    aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+    faces = aligner.align_many([lfw.image_root / row["path_a"], lfw.image_root / row["path_b"]],
+                               progress=False)
+    model = load_pretrained(fold=0)
+    x_a, x_b = (model.input_spec.normalize(torch.from_numpy(f.chip).permute(2, 0, 1)[None])
+                for f in faces)
+    return model, x_a, x_b
+
+
+REAL_OPTIONS = {"xssab": {}, "fggb": {}, "corrrise": {"n_masks": 300},
+                "multiscale_occlusion": {}}
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(REAL_OPTIONS))
+def test_field_methods_on_a_real_lfw_pair(lfw_genuine_pair, one_thread, name):
+    from xcos_xai.explainers.metrics import fixed_face_scorer
+    from xcos_xai.explainers.protocols import perturbation_curve
+
+    model, x_a, x_b = lfw_genuine_pair
+    explainer = create_explainer(name, model, **REAL_OPTIONS[name])
+    start = time.perf_counter()
+    r = explainer.attribute(x_a, x_b, target="xcos")
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        out = model(x_a, x_b)
+    assert out.score.item() > float(model.threshold)  # a genuine pair the model accepts
+    torch.testing.assert_close(r.extras["score"], out.score, atol=1e-5, rtol=0)
+    assert r.map_a.shape == r.map_b.shape == (1, 150, 150)
+    assert r.grid_a.shape == (1, 4, 4)
+    assert torch.isfinite(r.map_a).all() and r.map_a.abs().max() > 0
+    expected_passes = {"xssab": 6, "fggb": 2 * (1 + 16), "corrrise": 2 * 300 + 2,
+                       # 150 px: 19 px patches at a 12 px stride start at 0, 12, .., 120 and
+                       # 131 (12 x 12); 38 px ones at 0, .., 108 and 112 (11 x 11)
+                       "multiscale_occlusion": 2 * (12 * 12 + 11 * 11 + 2)}[name]
+    assert explainer.pass_count("xcos") == expected_passes
+    if name == "xssab":  # the split adds up to the score; the support set is cut at t / 16
+        torch.testing.assert_close(r.extras["score_support"] + r.extras["score_oppose"],
+                                   out.score, atol=1e-5, rtol=0)
+        terms = out.contribution.flatten(1)
+        assert torch.equal(r.extras["support"], terms > float(model.threshold) / 16)
+    if name == "fggb":
+        torch.testing.assert_close(r.extras["agreement"], out.contribution.flatten(1))
+    if name in ("corrrise", "multiscale_occlusion"):
+        # black-box maps measure score changes directly: on this accepted pair, blurring the
+        # 20 % most similar units costs more score than blurring the 20 % least similar
+        fn = fixed_face_scorer(model, x_b)
+        most = perturbation_curve(fn, x_a, r.map_a[0], [0, 0.2], "blur", True)
+        least = perturbation_curve(fn, x_a, r.map_a[0], [0, 0.2], "blur", False)
+        assert most[1] < least[1] - 0.02
+    print(f"{name}: {seconds:.2f} s, {expected_passes} passes")
