@@ -266,7 +266,8 @@ class PairExplainer:
         return cls.label
 
     def pass_count(self, target: str = "xcos") -> float | None:
-        """Image passes (forwards + backwards of one face) per explained pair."""
+        """Image passes (forwards + backwards of one face) per explained pair, not counting
+        the bookkeeping forward that reports the explained score in ``extras``."""
         return self.passes_per_pair
 
     def grid_size(self, x: torch.Tensor) -> tuple[int, int]:

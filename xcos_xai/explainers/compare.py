@@ -35,6 +35,14 @@ import pandas as pd
 import torch
 
 from .base import create_explainer, list_explainers, replacement_baseline
+from .compare_field import (  # issue 14: the field's protocols, kept in their own module
+    FIELD_COLUMNS,
+    field_columns,
+    field_method_kwargs,
+    in_road_subset,
+    mprt_measures,
+    road_measures,
+)
 from .metrics import (
     curve_auc,
     deletion_curve,
@@ -80,6 +88,13 @@ class CompareConfig:
     n_examples: int = 4
     seed: int = 0
     threads: int = 1
+    # --- issue 14: the field's methods and protocols (compare_field.py) ---
+    corrrise_masks: int = 500
+    n_road: int = 60
+    road_fractions: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7,
+                                                                  0.9])
+    road_noise: float = 0.01
+    mprt_layers: int = 6
 
     def method_kwargs(self, name: str) -> dict:
         kwargs = {"baseline": self.baseline}
@@ -90,6 +105,7 @@ class CompareConfig:
                           seed=self.seed)
         elif name == "random":
             kwargs.update(seed=self.seed)
+        kwargs.update(field_method_kwargs(self, name))  # issue 14
         return kwargs
 
     def fractions(self, step: float) -> np.ndarray:
@@ -162,6 +178,7 @@ def build_jobs(lfw, pairs: pd.DataFrame, config: CompareConfig, workers: int = 1
         job["randomisation"] = (n_rand < config.n_randomisation
                                 and k in (1 % per_fold, (half + 1) % per_fold))
         n_rand += job["randomisation"]
+        job["road"] = in_road_subset(k, per_fold, half, config.n_road)  # issue 14
         job["example"] = n_ex[same] < config.n_examples // 2 and k in (0, half)
         n_ex[same] += job["example"]
         jobs.append(job)
@@ -283,6 +300,16 @@ def evaluate_pair(job: dict) -> dict:
                 new = torch.cat([_unit_map(rr.map_a, config.unit).flatten(),
                                  _unit_map(rr.map_b, config.unit).flatten()])
                 m["randomisation"][stage] = rank_correlation(ref, new)
+        # --- issue 14: the field's protocols (compare_field.py) ---
+        m["passes"] = explainer.pass_count(target)
+        if job.get("road"):
+            m.update(road_measures(score_fn, x_a, r.map_a[0], job["same"], config))
+        if job["randomisation"] and config.mprt_layers:
+            kwargs = config.method_kwargs(name)
+            if name == "random":
+                kwargs["seed"] = config.seed + 1000
+            m.update(mprt_measures(model, lambda mm, n=name, kw=kwargs: create_explainer(
+                n, mm, **kw), x_a, x_b, target, config))
         record["methods"][name] = m
     if examples:
         record["example_maps"] = {k: [a.tolist(), b.tolist()] for k, (a, b) in examples.items()}
@@ -341,13 +368,16 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
             "time_s": times.mean(),
             "cost_x_forward": float(np.mean(times / forward)),
         }
+        field_cols, field_curves = field_columns(records, name, config, same, thresholds,
+                                                 del_f, ins_f)  # issue 14
+        row.update(field_cols)
         rows.append(row)
         curves["methods"][name] = {
             "deletion_genuine": dele[same].mean(0).tolist(),
             "deletion_impostor": dele[~same].mean(0).tolist(),
             "insertion_genuine": ins[same].mean(0).tolist(),
             "insertion_impostor": ins[~same].mean(0).tolist(),
-            "fnmr": fnmr.tolist(), "fmr": fmr.tolist()}
+            "fnmr": fnmr.tolist(), "fmr": fmr.tolist(), **field_curves}
     table = pd.DataFrame(rows)
     loc_records = [r["localisation"] for r in records if "localisation" in r]
     attention = summarize_attention(np.array([r["attention"] for r in records]), cos_maps)
@@ -360,6 +390,8 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
                                      for r in records)),
         "randomisation_pairs": int(sum("randomisation" in r["methods"][config.methods[0]]
                                        for r in records)),
+        "road_pairs": int(sum("road_morf" in r["methods"][config.methods[0]]
+                              for r in records)),
         "forward_s_mean": float(forward.mean()),
         "xcos_accuracy": float(np.mean((np.array([r["score"] for r in records])
                                         > thresholds) == same)),
@@ -389,6 +421,7 @@ COLUMNS = {  # column: (header, better)
     "time_s": ("s / pair", "lower"),
     "cost_x_forward": ("cost (x forward)", "lower"),
 }
+COLUMNS.update(FIELD_COLUMNS)  # issue 14
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -408,6 +441,8 @@ def to_markdown(table: pd.DataFrame) -> str:
                 cells.append("–")
             elif c == "cost_x_forward":
                 cells.append(f"{v:.0f}" if v >= 10 else f"{v:.2f}")
+            elif c == "passes":
+                cells.append(f"{v:.0f}")
             elif c == "time_s":
                 cells.append(f"{v:.2f}")
             else:
@@ -696,6 +731,13 @@ def add_compare_arguments(parser) -> None:
                         help="pairs for Captum's sensitivity_max")
     parser.add_argument("--randomisation", type=int, default=d.n_randomisation,
                         help="pairs for the model-randomisation check")
+    # issue 14: the field's methods and protocols
+    parser.add_argument("--corrrise-masks", type=int, default=d.corrrise_masks,
+                        help="CorrRISE's random masks per face")
+    parser.add_argument("--road", type=int, default=d.n_road,
+                        help="pairs for the ROAD (noisy linear imputation) curves")
+    parser.add_argument("--mprt-layers", type=int, default=d.mprt_layers,
+                        help="layers for cascading/independent randomisation (0: off)")
     parser.add_argument("--workers", type=int, default=1, help="processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -708,7 +750,8 @@ def main_compare(args) -> int:
         deletion_step=args.deletion_step, insertion_step=args.insertion_step,
         smoothgrad_samples=args.smoothgrad_samples, n_localisation=args.localisation,
         n_sensitivity=args.sensitivity, n_randomisation=args.randomisation, seed=args.seed,
-        threads=args.threads)
+        threads=args.threads, corrrise_masks=args.corrrise_masks, n_road=args.road,
+        mprt_layers=args.mprt_layers)
     start = time.perf_counter()
     table, curves = run_compare(args.out, root=args.lfw, config=config, workers=args.workers)
     print(to_markdown(table))

@@ -15,6 +15,7 @@ class RandomExplainer(PairExplainer):
     """
 
     label = "Random map (floor)"
+    passes_per_pair = 0
 
     def __init__(self, model, seed: int = 0, **kwargs):
         super().__init__(model, **kwargs)

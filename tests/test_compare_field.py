@@ -1,0 +1,49 @@
+"""The field's protocols in compare's table (compare_field.py), on records written by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xcos_xai.explainers.compare import CompareConfig, to_markdown
+from xcos_xai.explainers.compare_field import field_columns, in_road_subset, spread_layers
+
+
+def test_road_subset_is_balanced_per_fold():
+    chosen = [k for k in range(30) if in_road_subset(k, 30, 15, 60)]
+    assert chosen == [0, 1, 2, 15, 16, 17]  # 3 genuine + 3 impostor per fold: 60 of 300
+    assert [k for k in range(2) if in_road_subset(k, 2, 1, 60)] == [0, 1]
+    assert spread_layers(list("abcdefg"), 3) == ["a", "d", "g"]
+    assert spread_layers(list("ab"), 5) == ["a", "b"] and spread_layers(list("ab"), 0) == []
+
+
+def test_field_columns_by_hand():
+    config = CompareConfig(methods=["m"], deletion_step=0.5, insertion_step=0.5,
+                           road_fractions=[0.0, 0.5])
+    genuine = {"deletion": [0.9, 0.4, 0.1], "insertion": [0.1, 0.6, 0.9], "passes": 6,
+               "road_morf": [0.9, 0.3], "road_lerf": [0.9, 0.8],
+               "mprt_cascading": {"l1": 0.5, "l2": 0.1},
+               "mprt_independent": {"l1": 0.4, "l2": 0.2}}
+    impostor = {"deletion": [0.2, 0.6, 0.7], "insertion": [0.7, 0.3, 0.2], "passes": 6}
+    records = [{"methods": {"m": genuine}}, {"methods": {"m": impostor}}]
+    same = np.array([True, False])
+    f = np.array([0.0, 0.5, 1.0])
+    cols, curves = field_columns(records, "m", config, same, np.array([0.5, 0.5]), f, f)
+    # deletion: both right at 0, both wrong at 50 % and 100 %: (1 + 0) / 2 * 0.5 / 1
+    assert curves["accuracy_deletion"] == [1.0, 0.0, 0.0]
+    assert cols["acc_del_auc"] == pytest.approx(0.25)
+    # insertion: both wrong at 0 (0.1 rejected, 0.7 accepted), both right from 50 %
+    assert curves["accuracy_insertion"] == [0.0, 1.0, 1.0]
+    assert cols["acc_ins_auc"] == pytest.approx(0.75)
+    # only 50 % lies in 5..95 %: the genuine pair is rejected there, the impostor accepted
+    assert cols["fnmr_mean_5_95"] == 1.0 and cols["fmr_mean_5_95"] == 1.0
+    assert cols["road_morf_auc"] == pytest.approx(0.6)  # (0.9 + 0.3) / 2
+    assert cols["road_lerf_auc"] == pytest.approx(0.85)
+    assert cols["road_gap"] == pytest.approx(0.25)
+    assert cols["mprt_cascading_last"] == pytest.approx(0.1)
+    assert cols["mprt_independent_mean"] == pytest.approx(0.3)
+    assert cols["passes"] == 6
+    import pandas as pd
+
+    md = to_markdown(pd.DataFrame([{"method": "m", **cols}]))
+    assert "ROAD LeRF - MoRF ↑" in md and "| m |" in md and "| 6 |" in md
