@@ -94,7 +94,7 @@ class CompareConfig:
     road_fractions: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7,
                                                                   0.9])
     road_noise: float = 0.01
-    mprt_layers: int = 6
+    mprt_layers: int = 4
 
     def method_kwargs(self, name: str) -> dict:
         kwargs = {"baseline": self.baseline}
