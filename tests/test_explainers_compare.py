@@ -86,3 +86,42 @@ def test_compare_runs_the_field_methods_and_protocols(lfw_root, tmp_path, one_th
     assert all(list(d)[-1] == "backbone.stem_conv" for d in mprt)  # the bottom layer
     md = (tmp_path / "table.md").read_text()
     assert "ROAD LeRF - MoRF" in md and "accuracy deletion AUC" in md
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_compare_under_torchrun_merges_to_the_one_process_table(lfw_root, tmp_path):
+    """2 gloo ranks, each a shard of the pairs; rank 0's merged table equals a one-process
+    run's (all but the measured times)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    args = ["compare", "--lfw", str(lfw_root), "--pairs", "20", "--methods",
+            "xcos,xssab,random", "--default-head", "--deletion-step", "0.5",
+            "--insertion-step", "0.5", "--localisation", "0", "--sensitivity", "0",
+            "--randomisation", "2", "--road", "20", "--mprt-layers", "2", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    one = subprocess.run([sys.executable, "-m", "xcos_xai.cli", *args, "--out",
+                          str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun = Path(sys.executable).parent / "torchrun"
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m",
+                          "xcos_xai.cli", *args, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert two.returncode == 0, two.stderr[-3000:]
+    _, shard0 = read_records(tmp_path / "two" / "rank0")
+    _, shard1 = read_records(tmp_path / "two" / "rank1")
+    assert {r["i"] % 2 for r in shard0} == {0} and {r["i"] % 2 for r in shard1} == {1}
+    assert len(shard0) == len(shard1) == 10
+    a = pd.read_csv(tmp_path / "one" / "table.csv")
+    b = pd.read_csv(tmp_path / "two" / "table.csv")
+    timing = ["time_s", "cost_x_forward"]
+    pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing),
+                                  check_exact=False, rtol=1e-6, atol=1e-8)
+    assert "road_gap" in a.columns and a["road_gap"].notna().all()

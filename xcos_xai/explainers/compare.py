@@ -41,6 +41,7 @@ from .compare_field import (  # issue 14: the field's protocols, kept in their o
     field_method_kwargs,
     in_road_subset,
     mprt_measures,
+    reseed_for_pair,
     road_measures,
 )
 from .metrics import (
@@ -191,10 +192,11 @@ def build_jobs(lfw, pairs: pd.DataFrame, config: CompareConfig, workers: int = 1
 _WORKER: dict = {}
 
 
-def _init_worker(config: CompareConfig) -> None:
+def _init_worker(config: CompareConfig, device: str = "cpu") -> None:
     torch.set_num_threads(config.threads)
     _WORKER.clear()
     _WORKER["config"] = config
+    _WORKER["device"] = torch.device(device)  # issue 14: --device
 
 
 def _models(fold: int | None):
@@ -204,7 +206,7 @@ def _models(fold: int | None):
     config = _WORKER["config"]
     key = fold if config.fold_heads else None
     if _WORKER.get("key", "none") != key:
-        model = load_pretrained(fold=key)
+        model = load_pretrained(fold=key).to(_WORKER.get("device", "cpu"))
         _WORKER.update(key=key, model=model, explainers={
             m: create_explainer(m, model, **config.method_kwargs(m)) for m in config.methods},
             randomised=None)
@@ -220,7 +222,8 @@ def _randomised_models():
 
 
 def _to_input(model, chip: np.ndarray) -> torch.Tensor:
-    return model.input_spec.normalize(torch.from_numpy(chip).permute(2, 0, 1)[None])
+    x = model.input_spec.normalize(torch.from_numpy(chip).permute(2, 0, 1)[None])
+    return x.to(model.threshold.device)
 
 
 def _unit_map(pixel_map: torch.Tensor, unit: int) -> torch.Tensor:
@@ -265,6 +268,7 @@ def evaluate_pair(job: dict) -> dict:
         record["localisation"] = loc
         hybrid_fn = fixed_face_scorer(model, x_a, target, vary="b")
     for name, explainer in explainers.items():
+        reseed_for_pair(explainer, job["i"], config.seed)  # issue 14: shard-independent draws
         start = time.perf_counter()
         r = explainer.attribute(x_a, x_b, target=target)
         elapsed = time.perf_counter() - start
@@ -275,7 +279,7 @@ def evaluate_pair(job: dict) -> dict:
                                           descending, seed=config.seed).tolist(),
              "grid_abs": r.grid_a[0].abs().tolist()}
         if job["example"]:
-            examples[name] = (r.map_a[0].numpy(), r.map_b[0].numpy())
+            examples[name] = (r.map_a[0].cpu().numpy(), r.map_b[0].cpu().numpy())
         if loc is not None:
             h = explainer.attribute(x_a, hybrid, target=target)
             m["pointing"] = pointing_game(h.map_b, region, config.unit, seed=config.seed)
@@ -581,7 +585,9 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
 
 def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
                 workers: int = 1, progress: bool = True, reverse: bool = False,
-                skip_done_in: list[str | Path] = (), first: int = 0
+                device: str = "cpu",
+                skip_done_in: list[str | Path] = (), first: int = 0,
+                shard: tuple[int, int] | None = None
                 ) -> tuple[pd.DataFrame, dict]:
     """Run every method on ``config.n_pairs`` LFW View-2 pairs and write the results.
 
@@ -595,6 +601,10 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
         skip_done_in: other output folders of the same configuration whose finished pairs
             are not recomputed (checked once at the start).
         first: start at this pair index (another process takes the pairs before it).
+        shard: ``(rank, world)``: only the pairs ``i % world == rank`` (issue 14: one shard
+            per torchrun rank, see :mod:`.compare_distributed`); only the records are
+            written, and ``(None, None)`` is returned.
+        device: where the models and faces go (``"cpu"``, ``"cuda:0"``...).
     """
     from tqdm.auto import tqdm
 
@@ -633,7 +643,7 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
         if asdict(other_config) == asdict(config):
             elsewhere |= {r["i"] for r in other_records}
     todo = [j for j in jobs if j["i"] not in done and j["i"] not in elsewhere
-            and j["i"] >= first]
+            and j["i"] >= first and (shard is None or j["i"] % shard[1] == shard[0])]
     if reverse:
         todo = todo[::-1]
     start = time.perf_counter()
@@ -647,17 +657,20 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
             bar.update(1)
 
         if workers <= 1:
-            _init_worker(config)
+            _init_worker(config, device)
             for job in todo:
                 keep(evaluate_pair(job))
         else:
             # fold-ordered chunks: each worker keeps its fold's model between pairs
             with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                     initargs=(config,)) as pool:
+                                     initargs=(config, device)) as pool:
                 for rec in pool.map(evaluate_pair, todo, chunksize=1):
                     keep(rec)
     wall = time.perf_counter() - start
-    records = [done[j["i"]] for j in jobs if j["i"] in done]
+    if shard is not None and shard[1] > 1:  # a torchrun rank: rank 0 merges the shards
+        return None, None
+    records = [done[j["i"]] for j in jobs if j["i"] in done
+               and (shard is None or j["i"] % shard[1] == shard[0])]
     table, curves = summarize(records, config)
     write_outputs(out, table, curves, config,
                   extra={"wall_time_s": wall, "workers": workers,
@@ -738,6 +751,9 @@ def add_compare_arguments(parser) -> None:
                         help="pairs for the ROAD (noisy linear imputation) curves")
     parser.add_argument("--mprt-layers", type=int, default=d.mprt_layers,
                         help="layers for cascading/independent randomisation (0: off)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda, cuda:N; under torchrun "
+                             "each CUDA rank takes GPU LOCAL_RANK")
     parser.add_argument("--workers", type=int, default=1, help="processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -753,7 +769,12 @@ def main_compare(args) -> int:
         threads=args.threads, corrrise_masks=args.corrrise_masks, n_road=args.road,
         mprt_layers=args.mprt_layers)
     start = time.perf_counter()
-    table, curves = run_compare(args.out, root=args.lfw, config=config, workers=args.workers)
+    from .compare_distributed import run_compare_distributed  # issue 14: torchrun shards
+
+    table, curves = run_compare_distributed(args.out, root=args.lfw, config=config,
+                                            device=args.device, workers=args.workers)
+    if table is None:  # a torchrun rank other than 0: rank 0 prints the merged table
+        return 0
     print(to_markdown(table))
     print(f"compare took {time.perf_counter() - start:.1f} s; results in {args.out} "
           "(table.csv, table.md, table.json, curves.html, curves.png, example_*.png)")

@@ -42,6 +42,15 @@ def field_method_kwargs(config, name: str) -> dict:
     return {}
 
 
+def reseed_for_pair(explainer, pair_index: int, seed: int) -> None:
+    """Re-seed an explainer that draws from its own generator (the random floor) from the
+    pair's index, so a pair's maps do not depend on which process ran which pairs before it
+    (torchrun shards, resumed runs)."""
+    generator = getattr(explainer, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(int(seed) * 1_000_003 + int(pair_index))
+
+
 def in_road_subset(k: int, per_fold: int, half: int, n_road: int) -> bool:
     """Is the pair at position ``k`` of its fold (genuine ``< half``, impostor after) among
     the first ``ceil(n_road / 20)`` genuine and impostor pairs of the fold?"""
@@ -140,4 +149,4 @@ def field_columns(records: list[dict], name: str, config, same, thresholds, del_
 
 
 __all__ = ["FIELD_COLUMNS", "field_columns", "field_method_kwargs", "in_road_subset",
-           "mprt_measures", "road_measures", "spread_layers"]
+           "mprt_measures", "reseed_for_pair", "road_measures", "spread_layers"]

@@ -127,7 +127,7 @@ def replace(x: torch.Tensor, removed: torch.Tensor, replacement: str = "blur",
     """
     if replacement not in REPLACEMENTS:
         raise ValueError(f"unknown replacement {replacement!r}: choose one of {REPLACEMENTS}")
-    masks = removed.reshape(-1, 1, *x.shape[-2:]).to(x.dtype)
+    masks = removed.reshape(-1, 1, *x.shape[-2:]).to(device=x.device, dtype=x.dtype)
     if replacement == "road":
         return torch.cat([road_impute(x, m[0] > 0.5, noise_std, seed + k)
                           for k, m in enumerate(masks)])
