@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from xcos_xai.explainers.compare import CompareConfig, to_markdown
-from xcos_xai.explainers.compare_field import field_columns, in_road_subset, spread_layers
+from xcos_xai.explainers.compare_field import (
+    field_columns,
+    in_road_subset,
+    spread_layers,
+    write_field_figures,
+)
 
 
 def test_road_subset_is_balanced_per_fold():
@@ -17,7 +22,7 @@ def test_road_subset_is_balanced_per_fold():
     assert spread_layers(list("ab"), 5) == ["a", "b"] and spread_layers(list("ab"), 0) == []
 
 
-def test_field_columns_by_hand():
+def test_field_columns_by_hand(tmp_path):
     config = CompareConfig(methods=["m"], deletion_step=0.5, insertion_step=0.5,
                            road_fractions=[0.0, 0.5])
     genuine = {"deletion": [0.9, 0.4, 0.1], "insertion": [0.1, 0.6, 0.9], "passes": 6,
@@ -45,5 +50,10 @@ def test_field_columns_by_hand():
     assert cols["passes"] == 6
     import pandas as pd
 
-    md = to_markdown(pd.DataFrame([{"method": "m", **cols}]))
+    table = pd.DataFrame([{"method": "m", **cols, "time_s": 0.5, "del_auc_genuine": 0.9},
+                          {"method": "n", **cols, "time_s": 2.0, "del_auc_genuine": 0.8}])
+    md = to_markdown(table)
     assert "ROAD LeRF - MoRF ↑" in md and "| m |" in md and "| 6 |" in md
+    assert write_field_figures(tmp_path, table) == [tmp_path / "cost_faithfulness.html"]
+    html = (tmp_path / "cost_faithfulness.html").read_text()
+    assert html.count("Pareto front") == 4  # road gap, accuracy AUC, deletion AUC, FNMR

@@ -43,6 +43,7 @@ from .compare_field import (  # issue 14: the field's protocols, kept in their o
     mprt_measures,
     reseed_for_pair,
     road_measures,
+    write_field_figures,
 )
 from .metrics import (
     curve_auc,
@@ -577,6 +578,8 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
     fig, panels = _curve_figures(curves)
     fig.write_html(paths["html"], include_plotlyjs=True)
     _save_curves_png(curves, panels, paths["png"])
+    for path in write_field_figures(out, table):  # issue 14: cost against faithfulness
+        paths[path.stem] = path
     return paths
 
 

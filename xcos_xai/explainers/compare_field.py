@@ -148,5 +148,30 @@ def field_columns(records: list[dict], name: str, config, same, thresholds, del_
     return cols, curves
 
 
+# faithfulness measures drawn against cost, with their direction (higher is better?)
+FIGURE_MEASURES = (("road_gap", True), ("acc_del_auc", False), ("del_auc_genuine", False),
+                   ("fnmr_mean_5_95", True))
+
+
+def write_field_figures(out, table, cost: str = "time_s") -> list:
+    """``cost_faithfulness.html``: one cost-faithfulness figure (Pareto front drawn) per
+    measure of :data:`FIGURE_MEASURES` the table has; returns the written paths."""
+    from pathlib import Path
+
+    from ..viz.cost_faithfulness import cost_faithfulness_figure
+
+    parts = []
+    for measure, higher in FIGURE_MEASURES:
+        if measure in table.columns and np.isfinite(table[measure]).any():
+            fig = cost_faithfulness_figure(table, measure, cost, higher)
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
+    if not parts:
+        return []
+    path = Path(out) / "cost_faithfulness.html"
+    path.write_text("<html><body>" + "\n".join(parts) + "</body></html>", encoding="utf-8")
+    return [path]
+
+
 __all__ = ["FIELD_COLUMNS", "field_columns", "field_method_kwargs", "in_road_subset",
-           "mprt_measures", "reseed_for_pair", "road_measures", "spread_layers"]
+           "mprt_measures", "reseed_for_pair", "road_measures", "spread_layers",
+           "write_field_figures"]
