@@ -57,3 +57,24 @@ def test_field_columns_by_hand(tmp_path):
     assert write_field_figures(tmp_path, table) == [tmp_path / "cost_faithfulness.html"]
     html = (tmp_path / "cost_faithfulness.html").read_text()
     assert html.count("Pareto front") == 4  # road gap, accuracy AUC, deletion AUC, FNMR
+
+
+def test_device_choice_and_its_error(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from xcos_xai.cli import main
+    from xcos_xai.explainers.compare_distributed import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        assert resolve_device("auto") == "cuda:1"
+        return
+    assert resolve_device("auto") == "cpu"
+    bad = tmp_path / "a.jpg"
+    bad.write_bytes(b"x")
+    assert main(["explain", str(bad), str(bad), "--device", "cuda:0", "--out",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and "--device cpu" in err

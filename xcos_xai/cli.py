@@ -12,12 +12,14 @@ from pathlib import Path
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .data.align import NoFaceError
     from .explain import explain_pair
+    from .explainers.compare_distributed import resolve_device
     from .pretrained import load_pretrained
 
-    model = load_pretrained(attention=args.attention)
+    device = resolve_device(args.device)  # issue 14: --device
+    model = load_pretrained(attention=args.attention).to(device)
     try:
         expl = explain_pair(args.image_a, args.image_b, model=model,
-                            assume_aligned=args.assume_aligned)
+                            assume_aligned=args.assume_aligned, device=device)
     except NoFaceError as err:  # its fix is worded for Python: give the flag's name too
         raise NoFaceError(f"{err} (command line: --assume-aligned)") from None
     out = Path(args.out)
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("image_a")
     ex.add_argument("image_b")
     ex.add_argument("--out", default="outputs/explain", help="output folder")
+    ex.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     ex.add_argument("--assume-aligned", action="store_true",
                     help="take the images as already aligned faces (no detection)")
     ex.add_argument("--attention", default=None, choices=[None, "uniform"],
