@@ -178,3 +178,19 @@ def test_layer_randomisation_cascades_from_the_top_or_resets_one_layer():
         assert torch.equal(v, before[k])
     with pytest.raises(ValueError, match="unknown layer"):
         layer_randomisation(model, explain, layers=["nope"])
+
+
+def test_cascading_randomisation_measured_at_a_subset_still_resets_every_layer_above():
+    torch.manual_seed(0)
+    model = TwoLayers()
+
+    def explain_top(m):  # depends on the head and backbone.2 only
+        return torch.cat([m.head.weight.flatten(), m.backbone[2].weight.flatten()])
+
+    full = dict(layer_randomisation(model, explain_top, mode="cascading"))
+    sub = layer_randomisation(model, explain_top, mode="cascading", measure_at=["backbone.0"])
+    # measured only at the stem, but the head and backbone.2 above it were reset on the way
+    assert [n for n, _ in sub] == ["backbone.0"]
+    assert sub[0][1] == pytest.approx(full["backbone.0"]) and sub[0][1] < 0.9
+    ind = layer_randomisation(model, explain_top, mode="independent", measure_at=["backbone.0"])
+    assert ind == [("backbone.0", pytest.approx(1.0))]

@@ -9,8 +9,10 @@ machinery so they can move with it: per-pair measures, table columns and method 
   impostor pairs by opposition, at each pair's fold threshold.
 - **Replacement FNMR / FMR, 5 % to 95 %** (xSSAB): from the deletion curves; the map order
   is the method's row, the random order the ``random`` row.
-- **Layer randomisation, cascading and independent** (MPRT) on the randomisation subset,
-  over ``mprt_layers`` layers spread from the top of the model to its stem.
+- **Layer randomisation, cascading and independent** (MPRT) on the randomisation subset:
+  every layer is re-initialised from the top down (cascading) and the map is measured after
+  ``mprt_layers`` of them spread from the top to the stem; independent resets those layers
+  one at a time.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ def mprt_measures(model, make_explainer, x_a, x_b, target: str, config) -> dict:
     of the two faces' unit maps (as in compare's own randomisation check)."""
     from .protocols import randomisable_layers
 
-    layers = spread_layers(randomisable_layers(model), config.mprt_layers)
+    layers = randomisable_layers(model)
+    measured = spread_layers(layers, config.mprt_layers)
 
     def explain(m):
         r = make_explainer(m).attribute(x_a, x_b, target=target)
@@ -99,7 +102,8 @@ def mprt_measures(model, make_explainer, x_a, x_b, target: str, config) -> dict:
     out = {}
     for mode in ("cascading", "independent"):
         out[f"mprt_{mode}"] = dict(layer_randomisation(model, explain, layers, mode,
-                                                       seed=config.seed + 1))
+                                                       seed=config.seed + 1,
+                                                       measure_at=measured))
     return out
 
 

@@ -277,7 +277,8 @@ def randomisable_layers(model) -> list[str]:
 
 def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor],
                         layers: Sequence[str] | None = None, mode: str = "cascading",
-                        seed: int = 0) -> list[tuple[str, float]]:
+                        seed: int = 0, measure_at: Sequence[str] | None = None
+                        ) -> list[tuple[str, float]]:
     """MPRT: the Spearman correlation of the map with the map after re-initialising layers.
 
     Args:
@@ -288,6 +289,9 @@ def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor
         mode: ``"cascading"``: layer ``k`` and every layer above it are re-initialised;
             ``"independent"``: layer ``k`` alone.
         seed: the re-initialisation's seed (torch's global generator is restored after).
+        measure_at: explain only after these layers (default: after every one). Cascading
+            still re-initialises every layer of ``layers`` on the way down, so a map
+            measured at a low layer comes from a model whose layers above are all random.
 
     Returns:
         ``[(layer, rank correlation), ...]`` in the order of ``layers``; a map that keeps a
@@ -297,8 +301,9 @@ def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}")
     layers = list(randomisable_layers(model) if layers is None else layers)
+    measure = set(layers if measure_at is None else measure_at)
     named = dict(model.named_modules())
-    unknown = [n for n in layers if n not in named]
+    unknown = [n for n in [*layers, *measure] if n not in named]
     if unknown:
         raise ValueError(f"unknown layer(s) {unknown}: use names from randomisable_layers()")
     reference = explain(model).detach()
@@ -307,11 +312,15 @@ def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor
     try:
         clone = copy.deepcopy(model) if mode == "cascading" else None
         for k, name in enumerate(layers):
+            if mode == "independent" and name not in measure:
+                continue
             torch.manual_seed(seed + k)
             if mode == "independent":
                 clone = copy.deepcopy(model)
             dict(clone.named_modules())[name].reset_parameters()
-            results.append((name, rank_correlation(reference, explain(clone.eval()).detach())))
+            if name in measure:
+                results.append((name, rank_correlation(reference,
+                                                       explain(clone.eval()).detach())))
     finally:
         torch.random.set_rng_state(state)
     return results
