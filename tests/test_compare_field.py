@@ -29,7 +29,8 @@ def test_field_columns_by_hand(tmp_path):
                "road_morf": [0.9, 0.3], "road_lerf": [0.9, 0.8],
                "mprt_cascading": {"l1": 0.5, "l2": 0.1},
                "mprt_independent": {"l1": 0.4, "l2": 0.2}}
-    impostor = {"deletion": [0.2, 0.6, 0.7], "insertion": [0.7, 0.3, 0.2], "passes": 6}
+    impostor = {"deletion": [0.2, 0.6, 0.7], "insertion": [0.7, 0.3, 0.2], "passes": 6,
+                "road_morf": [0.2, 0.6], "road_lerf": [0.2, 0.3]}
     records = [{"methods": {"m": genuine}}, {"methods": {"m": impostor}}]
     same = np.array([True, False])
     f = np.array([0.0, 0.5, 1.0])
@@ -42,9 +43,10 @@ def test_field_columns_by_hand(tmp_path):
     assert cols["acc_ins_auc"] == pytest.approx(0.75)
     # only 50 % lies in 5..95 %: the genuine pair is rejected there, the impostor accepted
     assert cols["fnmr_mean_5_95"] == 1.0 and cols["fmr_mean_5_95"] == 1.0
-    assert cols["road_morf_auc"] == pytest.approx(0.6)  # (0.9 + 0.3) / 2
+    assert cols["road_morf_auc"] == pytest.approx(0.6)  # genuine only: (0.9 + 0.3) / 2
     assert cols["road_lerf_auc"] == pytest.approx(0.85)
-    assert cols["road_gap"] == pytest.approx(0.25)
+    # genuine: LeRF - MoRF = 0.25; impostor: MoRF 0.4 - LeRF 0.25 = 0.15; mean 0.2
+    assert cols["road_gap"] == pytest.approx(0.2)
     assert cols["mprt_cascading_last"] == pytest.approx(0.1)
     assert cols["mprt_independent_mean"] == pytest.approx(0.3)
     assert cols["passes"] == 6
@@ -53,7 +55,7 @@ def test_field_columns_by_hand(tmp_path):
     table = pd.DataFrame([{"method": "m", **cols, "time_s": 0.5, "del_auc_genuine": 0.9},
                           {"method": "n", **cols, "time_s": 2.0, "del_auc_genuine": 0.8}])
     md = to_markdown(table)
-    assert "ROAD LeRF - MoRF ↑" in md and "| m |" in md and "| 6 |" in md
+    assert "ROAD LeRF - MoRF (imp.: MoRF - LeRF) ↑" in md and "| m |" in md and "| 6 |" in md
     assert write_field_figures(tmp_path, table) == [tmp_path / "cost_faithfulness.html"]
     html = (tmp_path / "cost_faithfulness.html").read_text()
     assert html.count("Pareto front") == 4  # road gap, accuracy AUC, deletion AUC, FNMR

@@ -28,9 +28,9 @@ FIELD_COLUMNS = {  # column: (header, better), appended to compare's table
     "acc_ins_auc": ("accuracy insertion AUC", "higher"),
     "fnmr_mean_5_95": ("mean FNMR 5-95 %", "higher"),
     "fmr_mean_5_95": ("mean FMR 5-95 %", "higher"),
-    "road_morf_auc": ("ROAD MoRF AUC", "lower"),
-    "road_lerf_auc": ("ROAD LeRF AUC", "higher"),
-    "road_gap": ("ROAD LeRF - MoRF", "higher"),
+    "road_morf_auc": ("ROAD MoRF AUC gen.", "lower"),
+    "road_lerf_auc": ("ROAD LeRF AUC gen.", "higher"),
+    "road_gap": ("ROAD LeRF - MoRF (imp.: MoRF - LeRF)", "higher"),
     "mprt_cascading_last": ("MPRT cascading, rank corr. at stem", "lower"),
     "mprt_independent_mean": ("MPRT independent, mean rank corr.", "lower"),
     "passes": ("passes / pair", "lower"),
@@ -126,16 +126,25 @@ def field_columns(records: list[dict], name: str, config, same, thresholds, del_
     curves = {"accuracy_deletion": acc_del.tolist(), "accuracy_insertion": acc_ins.tolist(),
               "fractions_5_95": del_f[keep].tolist(), "fnmr_5_95": np.asarray(fnmr).tolist(),
               "fmr_5_95": np.asarray(fmr).tolist()}
-    road = [m for m in ms if "road_morf" in m]
+    road = [(m, s) for m, s in zip(ms, same) if "road_morf" in m]
     if road:
+        # genuine pairs lose their most similar units first (MoRF): the score should fall
+        # faster than LeRF; impostor pairs lose their most dissimilar units first: the score
+        # should rise faster. The gap is signed so that larger is more faithful for both.
         rf = list(config.road_fractions)
-        morf = np.array([curve_auc(rf, m["road_morf"]) for m in road])
-        lerf = np.array([curve_auc(rf, m["road_lerf"]) for m in road])
-        cols.update(road_morf_auc=morf.mean(), road_lerf_auc=lerf.mean(),
-                    road_gap=float(np.mean(lerf - morf)))
+        morf = np.array([curve_auc(rf, m["road_morf"]) for m, _ in road])
+        lerf = np.array([curve_auc(rf, m["road_lerf"]) for m, _ in road])
+        genuine = np.array([bool(s) for _, s in road])
+        sign = np.where(genuine, 1.0, -1.0)
+        nan = float("nan")
+        cols.update(road_morf_auc=morf[genuine].mean() if genuine.any() else nan,
+                    road_lerf_auc=lerf[genuine].mean() if genuine.any() else nan,
+                    road_gap=float(np.mean(sign * (lerf - morf))))
         curves.update(road_fractions=rf,
-                      road_morf=np.mean([m["road_morf"] for m in road], 0).tolist(),
-                      road_lerf=np.mean([m["road_lerf"] for m in road], 0).tolist())
+                      road_morf_genuine=np.mean([m["road_morf"] for m, s in road if s]
+                                                if genuine.any() else [], 0).tolist(),
+                      road_lerf_genuine=np.mean([m["road_lerf"] for m, s in road if s]
+                                                if genuine.any() else [], 0).tolist())
     casc = [m["mprt_cascading"] for m in ms if "mprt_cascading" in m]
     if casc:
         layers = list(casc[0])
