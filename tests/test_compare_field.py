@@ -1,17 +1,14 @@
-"""The field's protocols in compare's table (compare_field.py), on records written by hand."""
+"""The field's protocols in compare's table (evaluation/field_protocols.py), on records
+written by hand; the cost-faithfulness figure file; the device choice."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from xcos_xai.explainers.compare import CompareConfig, to_markdown
-from xcos_xai.explainers.compare_field import (
-    field_columns,
-    in_road_subset,
-    spread_layers,
-    write_field_figures,
-)
+from xcos_xai.evaluation.faithfulness import CompareConfig, to_markdown
+from xcos_xai.evaluation.field_protocols import field_columns, in_road_subset, spread_layers
+from xcos_xai.viz.cost_faithfulness import write_cost_faithfulness
 
 
 def test_road_subset_is_balanced_per_fold():
@@ -56,7 +53,7 @@ def test_field_columns_by_hand(tmp_path):
                           {"method": "n", **cols, "time_s": 2.0, "del_auc_genuine": 0.8}])
     md = to_markdown(table)
     assert "ROAD LeRF - MoRF (imp.: MoRF - LeRF) ↑" in md and "| m |" in md and "| 6 |" in md
-    assert write_field_figures(tmp_path, table) == [tmp_path / "cost_faithfulness.html"]
+    assert write_cost_faithfulness(tmp_path, table) == [tmp_path / "cost_faithfulness.html"]
     html = (tmp_path / "cost_faithfulness.html").read_text()
     assert html.count("Pareto front") == 4  # road gap, accuracy AUC, deletion AUC, FNMR
 
@@ -65,7 +62,7 @@ def test_device_choice_and_its_error(tmp_path, capsys, monkeypatch):
     import torch
 
     from xcos_xai.cli import main
-    from xcos_xai.explainers.compare_distributed import resolve_device
+    from xcos_xai.core.device import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     if torch.cuda.is_available():  # pragma: no cover - GPU machines
@@ -80,3 +77,16 @@ def test_device_choice_and_its_error(tmp_path, capsys, monkeypatch):
                  str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "CUDA is not available" in err and "--device cpu" in err
+
+
+def test_field_method_options_come_from_the_explainer_classes():
+    """CorrRISE's masks and seed are its class's ``compare_options``, not a branch on its
+    name; the new methods carry their own short labels."""
+    from xcos_xai.explainers import explainer_class
+
+    config = CompareConfig(corrrise_masks=40, seed=3)
+    assert config.method_kwargs("corrrise") == {"baseline": "blur", "n_masks": 40, "seed": 3}
+    assert config.method_kwargs("xssab") == {"baseline": "blur"}
+    labels = {explainer_class(n).short_label for n in ("xssab", "corrrise", "fggb",
+                                                       "multiscale_occlusion")}
+    assert len(labels) == 4 and "pair explainer" not in labels

@@ -332,20 +332,18 @@ def test_decision_confidence_is_half_where_the_error_rates_cross_and_symmetric()
 def lfw_genuine_pair(lfw_root):
     """The first genuine pair of fold 0 as normalised dlib chips, with fold 0's held-out
     head (the bundled dlib model)."""
-    from xcos_xai._env import cache_dir
-    from xcos_xai.data.align import FaceAligner
+    from xcos_xai.data.align import faces_to_tensor, lfw_aligner
     from xcos_xai.data.lfw import LFW
     from xcos_xai.pretrained import load_pretrained
 
     lfw = LFW(lfw_root)
     frame = lfw.pairs_frame()
     row = frame[(frame["fold"] == 0) & frame["same"]].iloc[0]
-    aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+    aligner = lfw_aligner()
     faces = aligner.align_many([lfw.image_root / row["path_a"], lfw.image_root / row["path_b"]],
                                progress=False)
     model = load_pretrained(fold=0)
-    x_a, x_b = (model.input_spec.normalize(torch.from_numpy(f.chip).permute(2, 0, 1)[None])
-                for f in faces)
+    x_a, x_b = (model.input_spec.normalize(faces_to_tensor([f])) for f in faces)
     return model, x_a, x_b
 
 

@@ -290,7 +290,7 @@ def test_pair_explorer_pairs_opacity_and_files(explorer, tmp_path):
     explorer.path_b.value = str(tmp_path / "missing.jpg")
     explorer.explain_files.click()
     assert "missing.jpg" in explorer.status.value and explorer.explanation is e
-    from xcos_xai.evaluation.photo_demo import shipped_photos
+    from xcos_xai.apps.photo_demo import shipped_photos
 
     a, b = shipped_photos().values()
     explorer.path_a.value, explorer.path_b.value = str(a), str(b)
@@ -316,7 +316,7 @@ def test_source_key_is_the_content_not_the_object(tmp_path):
 def test_pair_explorer_cache_follows_the_photos_not_the_object_id(explorer):
     """A typed pair is a short-lived PairSource: once the next one replaces it, CPython may
     give a new object its id. A cache keyed by id() then shows the old pair's explanation."""
-    from xcos_xai.evaluation.photo_demo import shipped_photos
+    from xcos_xai.apps.photo_demo import shipped_photos
 
     a, b = (str(p) for p in shipped_photos().values())
     source = PairSource("typed", a, b)

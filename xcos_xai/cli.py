@@ -8,18 +8,31 @@ import sys
 import time
 from pathlib import Path
 
+from ._env import dataset_dir
+from .apps.compare_distributed import run_compare_distributed
+from .apps.lfw_report import run_lfw_evaluation
+from .apps.photo_demo import run_photo_demo
+from .core.device import resolve_device
+from .data.align import NoFaceError
+from .data.lfw import IMAGE_FOLDERS
+from .evaluation.faithfulness import CompareConfig, to_markdown
+from .explain import explain_pair
+from .explainers import list_explainers
+from .pretrained import load_pretrained
+from .training.run import add_arguments as add_train_arguments
+from .training.run import run as run_training
+
+IMAGES_HELP = ("the LFW image folder: a name inside the LFW folder or a path (default: the "
+               "first of " + ", ".join(IMAGE_FOLDERS) + " found there)")
+
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .data.align import NoFaceError
-    from .explain import explain_pair
-    from .explainers.compare_distributed import resolve_device
-    from .pretrained import load_pretrained
-
-    device = resolve_device(args.device)  # issue 14: --device
+    device = resolve_device(args.device)
     model = load_pretrained(attention=args.attention).to(device)
     try:
         expl = explain_pair(args.image_a, args.image_b, model=model,
-                            assume_aligned=args.assume_aligned, device=device)
+                            assume_aligned=args.assume_aligned, device=device,
+                            method=args.method)
     except NoFaceError as err:  # its fix is worded for Python: give the flag's name too
         raise NoFaceError(f"{err} (command line: --assume-aligned)") from None
     out = Path(args.out)
@@ -35,10 +48,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.lfw_report import run_lfw_evaluation
-
     start = time.perf_counter()
-    table = run_lfw_evaluation(Path(args.out), root=args.lfw, workers=args.workers,
+    table = run_lfw_evaluation(Path(args.out), root=args.lfw, images=args.images,
+                               workers=args.workers,
                                reference=args.reference, report=args.report)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"evaluation took {time.perf_counter() - start:.1f} s; results in {args.out}")
@@ -46,15 +58,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._env import dataset_dir
-
     lfw = dataset_dir("lfw", required=False)
     if lfw is not None:
         print(f"LFW found at {lfw}: running the LFW View-2 evaluation and the report")
-        args.lfw, args.reference, args.report = str(lfw), False, True
+        args.lfw, args.images, args.reference, args.report = str(lfw), None, False, True
         return _cmd_evaluate(args)
-    from .evaluation.photo_demo import run_photo_demo
-
     print("No LFW under XCOS_XAI_DATA: explaining photos that installed packages ship "
           "(matplotlib's grace_hopper.jpg, scikit-image's astronaut.png)")
     path = run_photo_demo(Path(args.out))
@@ -63,15 +71,70 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.run import run
+    return run_training(args)
 
-    return run(args)
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``xcos-xai compare`` options (defaults: :class:`CompareConfig`'s)."""
+    d = CompareConfig()
+    parser.add_argument("--lfw", default=None, help="LFW folder (default: $XCOS_XAI_DATA/lfw)")
+    parser.add_argument("--images", default=None, help=IMAGES_HELP)
+    parser.add_argument("--out", default="outputs/compare", help="output folder")
+    parser.add_argument("--pairs", type=int, default=d.n_pairs,
+                        help="pairs, a multiple of 20 (balanced per fold and class)")
+    parser.add_argument("--methods", default=",".join(d.methods),
+                        help="comma-separated explainers (default: all registered)")
+    parser.add_argument("--target", default=d.target, choices=["xcos", "model_cosine"],
+                        help="the explained pair score")
+    parser.add_argument("--default-head", action="store_true",
+                        help="use the default head for every pair instead of the fold heads")
+    parser.add_argument("--deletion-step", type=float, default=d.deletion_step,
+                        help="replaced fraction per deletion step (0.05: 21 points, 0..100 %%)")
+    parser.add_argument("--insertion-step", type=float, default=d.insertion_step,
+                        help="restored fraction per insertion step")
+    parser.add_argument("--ig-steps", type=int, default=d.ig_steps)
+    parser.add_argument("--smoothgrad-samples", type=int, default=d.smoothgrad_samples)
+    parser.add_argument("--localisation", type=int, default=d.n_localisation,
+                        help="genuine pairs used for the localisation game")
+    parser.add_argument("--sensitivity", type=int, default=d.n_sensitivity,
+                        help="pairs for Captum's sensitivity_max")
+    parser.add_argument("--randomisation", type=int, default=d.n_randomisation,
+                        help="pairs for the model-randomisation check")
+    parser.add_argument("--corrrise-masks", type=int, default=d.corrrise_masks,
+                        help="CorrRISE's random masks per face")
+    parser.add_argument("--road", type=int, default=d.n_road,
+                        help="pairs for the ROAD (noisy linear imputation) curves")
+    parser.add_argument("--mprt-layers", type=int, default=d.mprt_layers,
+                        help="layers for cascading/independent randomisation (0: off)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda, cuda:N; under torchrun "
+                             "each CUDA rank takes GPU LOCAL_RANK")
+    parser.add_argument("--workers", type=int, default=1, help="processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--seed", type=int, default=d.seed)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .explainers.compare import main_compare
-
-    return main_compare(args)
+    config = CompareConfig(
+        n_pairs=args.pairs, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        target=args.target, fold_heads=not args.default_head, ig_steps=args.ig_steps,
+        deletion_step=args.deletion_step, insertion_step=args.insertion_step,
+        smoothgrad_samples=args.smoothgrad_samples, n_localisation=args.localisation,
+        n_sensitivity=args.sensitivity, n_randomisation=args.randomisation, seed=args.seed,
+        threads=args.threads, corrrise_masks=args.corrrise_masks, n_road=args.road,
+        mprt_layers=args.mprt_layers)
+    start = time.perf_counter()
+    # one process, or one torchrun rank of a sharded run
+    table, curves = run_compare_distributed(args.out, root=args.lfw, config=config,
+                                            device=args.device, workers=args.workers,
+                                            images=args.images)
+    if table is None:  # a torchrun rank other than 0: rank 0 prints the merged table
+        return 0
+    print(to_markdown(table))
+    print(f"compare took {time.perf_counter() - start:.1f} s; results in {args.out} "
+          "(table.csv, table.md, table.json, curves.html, curves.png, "
+          "cost_faithfulness.html, example_*.png)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="LFW View-2 10-fold evaluation of every scorer")
     ev.add_argument("--lfw", default=None, help="LFW folder (default: $XCOS_XAI_DATA/lfw)")
+    ev.add_argument("--images", default=None, help=IMAGES_HELP)
     ev.add_argument("--out", default="outputs/lfw", help="output folder")
     ev.add_argument("--workers", type=int, default=2, help="processes for face alignment")
     ev.add_argument("--reference", action="store_true",
@@ -100,22 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     ex.add_argument("--assume-aligned", action="store_true",
                     help="take the images as already aligned faces (no detection)")
+    ex.add_argument("--method", default="xcos", choices=list_explainers(),
+                    help="the explanation method (default: xCos's own maps)")
     ex.add_argument("--attention", default=None, choices=[None, "uniform"],
                     help="replace the learned attention (ablation)")
     ex.set_defaults(func=_cmd_explain)
 
     cmp = sub.add_parser("compare", help="every pair explainer (xCos, Grad-CAM, IG, ...) on "
                                          "LFW pairs: faithfulness, localisation, cost")
-    from .explainers.compare import add_compare_arguments
-
     add_compare_arguments(cmp)
     cmp.set_defaults(func=_cmd_compare)
 
-    from .training.run import add_arguments
-
     tr = sub.add_parser("train", help="train an xCos model from a TOML/YAML configuration "
                                       "(torchrun-ready; see training/configs/)")
-    add_arguments(tr)
+    add_train_arguments(tr)
     tr.set_defaults(func=_cmd_train)
     return parser
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import PairExplainer, pair_score, register_explainer, to_grid
+from .metrics import fixed_face_scorer
 
 
 def random_masks(n: int, size: tuple[int, int], cells: int = 8, p_keep: float = 0.5,
@@ -111,6 +112,8 @@ class CorrRISEExplainer(PairExplainer):
     """
 
     label = "CorrRISE (Lu et al. 2024), mask-score correlation"
+    short_label = "CorrRISE"
+    compare_options = {"n_masks": "corrrise_masks", "seed": "seed"}
 
     def __init__(self, model, n_masks: int = 500, cells: int = 8, p_keep: float = 0.5,
                  smooth: bool = True, batch: int = 50, seed: int = 0, **kwargs):
@@ -124,8 +127,6 @@ class CorrRISEExplainer(PairExplainer):
 
     @torch.no_grad()
     def _attribute(self, x_a, x_b, target):
-        from .metrics import fixed_face_scorer
-
         base_a, base_b = self._baselines(x_a, x_b)
         maps_a, maps_b = [], []
         for i in range(len(x_a)):

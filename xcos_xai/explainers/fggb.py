@@ -67,6 +67,7 @@ class FGGBExplainer(PairExplainer):
     """
 
     label = "FGGB (Lu et al. 2024), feature-guided gradient backpropagation"
+    short_label = "FGGB"
 
     def __init__(self, model, chunk_size: int | None = 32, **kwargs):
         super().__init__(model, **kwargs)

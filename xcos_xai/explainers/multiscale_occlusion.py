@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .base import PairExplainer, pair_score, register_explainer, to_grid
+from .metrics import fixed_face_scorer
 
 # The paper's scales on a 112-pixel face: patches of 7, 14 and 28 pixels, stride 5.
 PAPER_PATCH_FRACTIONS = (7 / 112, 14 / 112, 28 / 112)
@@ -140,6 +141,7 @@ class MultiScaleOcclusionExplainer(PairExplainer):
     """
 
     label = "Multi-scale occlusion (Knoche et al. 2023), similar/dissimilar"
+    short_label = "Multi-scale occlusion"
 
     def __init__(self, model, patch_fractions=(1 / 8, 1 / 4), stride_fraction: float = 1 / 12,
                  reference_scores=None, batch: int = 64, **kwargs):
@@ -161,8 +163,6 @@ class MultiScaleOcclusionExplainer(PairExplainer):
 
     @torch.no_grad()
     def _attribute(self, x_a, x_b, target):
-        from .metrics import fixed_face_scorer
-
         base_a, base_b = self._baselines(x_a, x_b)
         patches, stride = self._scales(tuple(x_a.shape[-2:]))
         maps_a, maps_b = [], []

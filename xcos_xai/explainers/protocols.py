@@ -26,7 +26,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.linalg import splu
 
+from ..core.rng import seeded
 from .base import replacement_baseline
 from .metrics import (
     curve_auc,
@@ -69,9 +72,6 @@ def road_impute(x: torch.Tensor, removed: torch.Tensor, noise_std: float = 0.01,
         >>> road_impute(x, m, noise_std=0)[0, 0, 1, 1].item()  # symmetric around 4
         4.0
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.linalg import splu
-
     squeeze = x.dim() == 3
     img = x[None] if squeeze else x
     if img.dim() != 4 or img.shape[0] != 1:
@@ -307,20 +307,16 @@ def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor
     if unknown:
         raise ValueError(f"unknown layer(s) {unknown}: use names from randomisable_layers()")
     reference = explain(model).detach()
-    state = torch.random.get_rng_state()
+    device = next(model.parameters()).device
     results = []
-    try:
-        clone = copy.deepcopy(model) if mode == "cascading" else None
-        for k, name in enumerate(layers):
-            if mode == "independent" and name not in measure:
-                continue
-            torch.manual_seed(seed + k)
-            if mode == "independent":
-                clone = copy.deepcopy(model)
+    clone = copy.deepcopy(model) if mode == "cascading" else None
+    for k, name in enumerate(layers):
+        if mode == "independent" and name not in measure:
+            continue
+        if mode == "independent":
+            clone = copy.deepcopy(model)
+        with seeded(seed + k, device):  # the caller's random state is left alone
             dict(clone.named_modules())[name].reset_parameters()
-            if name in measure:
-                results.append((name, rank_correlation(reference,
-                                                       explain(clone.eval()).detach())))
-    finally:
-        torch.random.set_rng_state(state)
+        if name in measure:
+            results.append((name, rank_correlation(reference, explain(clone.eval()).detach())))
     return results

@@ -15,6 +15,9 @@ class RandomExplainer(PairExplainer):
     """
 
     label = "Random map (floor)"
+    short_label = "Random (control)"
+    control = True
+    compare_options = {"seed": "seed"}
     passes_per_pair = 0
 
     def __init__(self, model, seed: int = 0, **kwargs):

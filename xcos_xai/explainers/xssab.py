@@ -48,6 +48,7 @@ class XSSABExplainer(PairExplainer):
     """
 
     label = "xSSAB (Huber et al. 2024), gradient of the supporting - opposing score"
+    short_label = "xSSAB"
     passes_per_pair = 6  # 2 image forwards + 2 backwards of both faces
 
     def _attribute(self, x_a, x_b, target):

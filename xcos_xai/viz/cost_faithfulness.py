@@ -6,7 +6,19 @@ faithful (or as faithful), with at least one of the two strictly better.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import plotly.graph_objects as go
+
+from .._io import atomic_path
+
+__all__ = ["FIGURE_MEASURES", "cost_faithfulness_figure", "pareto_front",
+           "write_cost_faithfulness"]
+
+# faithfulness measures drawn against cost, with their direction (higher is better?)
+FIGURE_MEASURES = (("road_gap", True), ("acc_del_auc", False), ("del_auc_genuine", False),
+                   ("fnmr_mean_5_95", True))
 
 
 def pareto_front(cost, quality, higher_is_better: bool = True) -> np.ndarray:
@@ -40,8 +52,6 @@ def cost_faithfulness_figure(table, quality: str, cost: str = "time_s",
         cost: ``"time_s"`` (measured seconds per pair) or ``"passes"`` (passes per pair).
         higher_is_better: the direction of ``quality``.
     """
-    import plotly.graph_objects as go
-
     for col in ("method", quality, cost):
         if col not in table.columns:
             raise ValueError(f"the table has no column {col!r}: choose from "
@@ -63,3 +73,20 @@ def cost_faithfulness_figure(table, quality: str, cost: str = "time_s",
                       template="plotly_white", height=480)
     fig.update_xaxes(type="log")
     return fig
+
+
+def write_cost_faithfulness(out, table, cost: str = "time_s") -> list[Path]:
+    """``OUT/cost_faithfulness.html``: one cost-faithfulness figure (Pareto front drawn) per
+    measure of :data:`FIGURE_MEASURES` the table has; returns the written paths (none when
+    the table has none of them)."""
+    parts = []
+    for measure, higher in FIGURE_MEASURES:
+        if measure in table.columns and np.isfinite(table[measure]).any():
+            fig = cost_faithfulness_figure(table, measure, cost, higher)
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
+    if not parts:
+        return []
+    path = Path(out) / "cost_faithfulness.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text("<html><body>" + "\n".join(parts) + "</body></html>", encoding="utf-8")
+    return [path]

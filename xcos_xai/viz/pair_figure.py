@@ -12,6 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..core.xcos import evidence_map
+
 DIVERGING = "RdBu"
 ATTENTION_SCALE = "YlGn"
 
@@ -60,7 +62,7 @@ def pair_figure(explanation, title: str | None = None, height: int = 330,
     e = explanation
     s, w, c = np.asarray(e.cos_map), np.asarray(e.attention), np.asarray(e.contribution)
     tau = float(e.threshold if threshold is None else threshold)
-    evidence = (s - tau) * w
+    evidence = evidence_map(s, w, tau)
     rows, cols = s.shape
     # two-line titles in a smaller font: one line overlaps its neighbours at a notebook's width
     fig = make_subplots(rows=1, cols=5, horizontal_spacing=0.03, subplot_titles=(
@@ -105,6 +107,7 @@ def pair_figure(explanation, title: str | None = None, height: int = 330,
 
 def save_pair_png(explanation, path, dpi: int = 110) -> None:
     """A static PNG of the same panels (matplotlib; no browser needed)."""
+    # matplotlib (heavy: ~0.8 s with pyplot) is loaded only when a PNG is written.
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -114,7 +117,7 @@ def save_pair_png(explanation, path, dpi: int = 110) -> None:
     e = explanation
     s, w = np.asarray(e.cos_map), np.asarray(e.attention)
     tau = float(e.threshold)
-    evidence = (s - tau) * w
+    evidence = evidence_map(s, w, tau)
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
     rows, cols = s.shape
     for ax, face, label in ((axes[0], e.face_a, "face A"), (axes[1], e.face_b, "face B")):

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..apps.lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
+from ..data.align import lfw_aligner
+from ..evaluation.protocol import ten_fold_accuracy
 from ..explain import PairExplanation
 
 
@@ -14,8 +17,8 @@ class HeldOutEvaluation:
     """Held-out xCos of the bundled fold heads on LFW View 2, with the protocol's thresholds.
 
     Attributes:
-        lfw, features, index: as :func:`~xcos_xai.evaluation.lfw_benchmark.lfw_features`.
-        result: :func:`~xcos_xai.evaluation.lfw_benchmark.bundled_fold_scores` (scores, S, W).
+        lfw, features, index: as :func:`~xcos_xai.apps.lfw_benchmark.lfw_features`.
+        result: :func:`~xcos_xai.apps.lfw_benchmark.bundled_fold_scores` (scores, S, W).
         model_cosine: ``(6000,)`` the plugged model's own cosine per pair.
         thresholds, model_thresholds: ``(10,)`` the 10-fold protocol's threshold of each fold
             (chosen on the other nine) for xCos and for the model cosine.
@@ -30,11 +33,8 @@ class HeldOutEvaluation:
     model_thresholds: np.ndarray
 
     @classmethod
-    def load(cls, root=None, progress: bool = False) -> HeldOutEvaluation:
-        from ..evaluation.lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
-        from ..evaluation.protocol import ten_fold_accuracy
-
-        lfw, features, index = lfw_features(root=root, progress=progress)
+    def load(cls, root=None, progress: bool = False, images=None) -> HeldOutEvaluation:
+        lfw, features, index = lfw_features(root=root, progress=progress, images=images)
         result = bundled_fold_scores(features, index)
         model_cos = model_scores(features, index)["model_cosine"]
         thr = ten_fold_accuracy(result.scores, index.same, index.pair_fold).thresholds
@@ -57,8 +57,6 @@ class HeldOutEvaluation:
                     aligner=None) -> PairExplanation:
         """Pair ``i`` explained from the cached maps (the numbers the evaluation used), with
         its fold's protocol thresholds; ``attention`` replaces W (ablations)."""
-        from ._common import lfw_aligner
-
         i = int(i)
         r = self.index.frame.iloc[i]
         fold = int(r["fold"])

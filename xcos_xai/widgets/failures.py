@@ -9,10 +9,12 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from IPython.display import display
 
 from ..viz.pair_figure import pair_figure
 from ..viz.report import score_histogram
 from ._common import pair_figure_widget
+from ._lfw import HeldOutEvaluation
 from .pair_explorer import sync_figure
 
 KINDS = {"all failures": None, "false accepts": "false accept", "false rejects": "false reject"}
@@ -96,8 +98,6 @@ class FailureBrowser:
     @classmethod
     def from_lfw(cls, evaluation=None) -> FailureBrowser:
         """The failures of the bundled fold heads on LFW View 2 (10-fold protocol)."""
-        from ._lfw import HeldOutEvaluation
-
         ev = evaluation or HeldOutEvaluation.load()
         browser = cls(ev.result.scores, ev.index.same, ev.pair_thresholds, ev.explanation,
                       captions=ev.caption)
@@ -105,8 +105,6 @@ class FailureBrowser:
         return browser
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.widget)
 
     def visible(self) -> pd.DataFrame:

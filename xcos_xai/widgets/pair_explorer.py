@@ -12,15 +12,20 @@ from pathlib import Path
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
+from IPython.display import display
 
+from ..apps.photo_demo import shipped_photos
+from ..data.align import faces_to_tensor, lfw_aligner
+from ..data.images import load_image
+from ..explain import explain_pair
+from ..explainers import create_explainer
+from ..pretrained import load_pretrained
 from ..viz.attribution_figure import attribution_figure
 from ..viz.pair_figure import pair_figure
 from ._common import (
     XCOS,
     available_methods,
     evidence_map,
-    explainers_module,
-    lfw_aligner,
     lfw_or_none,
     method_label,
     pair_figure_widget,
@@ -81,9 +86,6 @@ def sync_figure(widget: go.FigureWidget, figure: go.Figure) -> None:
 
 def photo_pairs() -> list[PairSource]:
     """Pairs of the photos that installed packages ship (used when LFW is absent)."""
-    from ..data.images import load_image
-    from ..evaluation.photo_demo import shipped_photos
-
     (name_a, path_a), (name_b, path_b) = shipped_photos().items()
     img_a, img_b = load_image(path_a), load_image(path_b)
     short_a, short_b = name_a.split(" (")[0], name_b.split(" (")[0]
@@ -185,8 +187,6 @@ class PairExplorer:
         return cls(lfw_pairs(lfw), **kwargs)
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.widget)
 
     # ------------------------------------------------------------------ state
@@ -202,8 +202,6 @@ class PairExplorer:
         return self._models[fold]
 
     def _explain(self, source: PairSource):
-        from ..explain import explain_pair
-
         key = source_key(source)
         if key not in self._explanations:
             kwargs = {} if self._aligner is None or source.fold is None else {
@@ -238,16 +236,10 @@ class PairExplorer:
             return ev, ev
         key = (source_key(self.current), method)
         if key not in self._attributions:
-            import torch
-
-            module = explainers_module()
-            if module is None:
-                raise RuntimeError(f"method {method!r} needs the xcos_xai.explainers package")
             model = self.model(self.current.fold)
             e = self.explanation
-            chips = torch.from_numpy(np.stack([e.face_a, e.face_b])).permute(0, 3, 1, 2)
-            x = model.input_spec.normalize(chips)
-            explainer = module.create_explainer(method, model)
+            x = model.input_spec.normalize(faces_to_tensor([e.face_a, e.face_b]))
+            explainer = create_explainer(method, model)
             attr = explainer.attribute(x[:1], x[1:], target="xcos").detach()
             self._attributions[key] = (attr.map_a[0].numpy(), attr.map_b[0].numpy())
         return self._attributions[key]
@@ -328,6 +320,4 @@ class PairExplorer:
 
 
 def _default_model(fold):
-    from ..pretrained import load_pretrained
-
     return load_pretrained(fold=fold)

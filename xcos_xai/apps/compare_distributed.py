@@ -15,45 +15,26 @@ import datetime
 import os
 from pathlib import Path
 
-import torch
+import torch.distributed as dist
 
+from ..core.device import resolve_device
+from .compare import run_compare, summarize_records
 
-def resolve_device(preference: str = "auto") -> str:
-    """``"auto"``: CUDA when present, else the CPU; under torchrun a CUDA rank takes GPU
-    ``LOCAL_RANK``.
-
-    Example:
-        >>> resolve_device("cpu")
-        'cpu'
-    """
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {preference!r} asked but CUDA is not available: install "
-                             "a CUDA build of PyTorch or pass --device cpu")
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        return preference if ":" in preference else "cuda:0"
-    return preference
+__all__ = ["run_compare_distributed"]
 
 
 def run_compare_distributed(out, root=None, config=None, device: str = "auto",
-                            workers: int = 1, progress: bool = True):
+                            workers: int = 1, progress: bool = True, images=None):
     """:func:`~.compare.run_compare`, sharded over the torchrun ranks when ``WORLD_SIZE > 1``.
 
     Returns ``(table, curves)`` on rank 0 (and in a one-process run), ``(None, None)`` on
     the other ranks.
     """
-    import torch.distributed as dist
-
-    from .compare import run_compare, summarize_records
-
     device = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return run_compare(out, root=root, config=config, workers=workers, progress=progress,
-                           device=device)
+                           device=device, images=images)
     rank = int(os.environ["RANK"])
     out = Path(out)
     own_group = not dist.is_initialized()
@@ -62,7 +43,8 @@ def run_compare_distributed(out, root=None, config=None, device: str = "auto",
                                 timeout=datetime.timedelta(hours=48))
     try:
         run_compare(out / f"rank{rank}", root=root, config=config, workers=workers,
-                    progress=progress and rank == 0, shard=(rank, world), device=device)
+                    progress=progress and rank == 0, shard=(rank, world), device=device,
+                    images=images)
         dist.barrier()
         result = (None, None)
         if rank == 0:

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .attention_stats import summarize_attention
+from ..evaluation.attention_stats import summarize_attention
+from ..evaluation.dlib_reference import reference_distances
+from ..evaluation.protocol import ten_fold_accuracy
 from .lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
-from .protocol import ten_fold_accuracy
+from .lfw_html import write_lfw_report
 
 DESCRIPTIONS = {
     "model_cosine": "plugged model (dlib ResNet): descriptor cosine",
@@ -35,12 +37,15 @@ def protocol_table(scores: dict[str, np.ndarray], same: np.ndarray,
 
 
 def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool = False,
-                       report: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Evaluate every scorer on all 6000 LFW View-2 pairs and write the results to ``out``."""
+                       report: bool = False, progress: bool = True,
+                       images=None) -> pd.DataFrame:
+    """Evaluate every scorer on all 6000 LFW View-2 pairs and write the results to ``out``
+    (``root``, ``images``: the LFW folder and its image folder, see :class:`LFW`)."""
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     t0 = time.perf_counter()
-    lfw, features, index = lfw_features(root=root, workers=workers, progress=progress)
+    lfw, features, index = lfw_features(root=root, workers=workers, progress=progress,
+                                        images=images)
     timings["features_s"] = time.perf_counter() - t0
     scores = model_scores(features, index)
     t1 = time.perf_counter()
@@ -49,8 +54,6 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
     scores["xcos"] = xcos.scores
     scores["xcos_uniform"] = xcos.uniform_scores
     if reference:
-        from .dlib_reference import reference_distances
-
         t2 = time.perf_counter()
         paths = [lfw.image_root / k for k in features.keys]
         scores["dlib_reference"] = -reference_distances(paths, index, workers=workers,
@@ -71,7 +74,5 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
         "attention": summary.as_dict(), "xcos_vs_model_pearson_r": r, "timings": timings,
     }, indent=1))
     if report:
-        from .lfw_html import write_lfw_report
-
         write_lfw_report(out / "report.html", lfw, features, index, scores, table, summary)
     return table

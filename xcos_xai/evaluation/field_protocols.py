@@ -1,5 +1,7 @@
-"""The field's protocols inside ``xcos-xai compare`` (issue 14), kept apart from the run's
-machinery so they can move with it: per-pair measures, table columns and method options.
+"""The field's protocols in the comparison of pair explainers (issue 14): the per-pair
+measures :func:`~.faithfulness.measure_pair` adds, and the table columns and mean curves
+:func:`~.faithfulness.summarize` adds (the pure functions are
+:mod:`xcos_xai.explainers.protocols`).
 
 - **ROAD** (:func:`~.protocols.road_impute`): face A's units are removed most- (MoRF) and
   least-relevant-first (LeRF) and noisily imputed from their neighbours, on a balanced
@@ -20,8 +22,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .metrics import curve_auc, unit_values
-from .protocols import decision_accuracy, layer_randomisation, perturbation_curve
+from ..explainers.metrics import curve_auc, unit_values
+from ..explainers.protocols import (
+    decision_accuracy,
+    layer_randomisation,
+    perturbation_curve,
+    randomisable_layers,
+)
 
 FIELD_COLUMNS = {  # column: (header, better), appended to compare's table
     "acc_del_auc": ("accuracy deletion AUC", "lower"),
@@ -35,13 +42,6 @@ FIELD_COLUMNS = {  # column: (header, better), appended to compare's table
     "mprt_independent_mean": ("MPRT independent, mean rank corr.", "lower"),
     "passes": ("passes / pair", "lower"),
 }
-
-
-def field_method_kwargs(config, name: str) -> dict:
-    """Options of the field's methods from a compare configuration."""
-    if name == "corrrise":
-        return {"n_masks": config.corrrise_masks, "seed": config.seed}
-    return {}
 
 
 def reseed_for_pair(explainer, pair_index: int, seed: int) -> None:
@@ -89,8 +89,6 @@ def road_measures(score_fn, x_a, map_a, same: bool, config) -> dict:
 def mprt_measures(model, make_explainer, x_a, x_b, target: str, config) -> dict:
     """Cascading and independent layer randomisation: ``{layer: rank correlation}`` each,
     of the two faces' unit maps (as in compare's own randomisation check)."""
-    from .protocols import randomisable_layers
-
     layers = randomisable_layers(model)
     measured = spread_layers(layers, config.mprt_layers)
 
@@ -161,30 +159,5 @@ def field_columns(records: list[dict], name: str, config, same, thresholds, del_
     return cols, curves
 
 
-# faithfulness measures drawn against cost, with their direction (higher is better?)
-FIGURE_MEASURES = (("road_gap", True), ("acc_del_auc", False), ("del_auc_genuine", False),
-                   ("fnmr_mean_5_95", True))
-
-
-def write_field_figures(out, table, cost: str = "time_s") -> list:
-    """``cost_faithfulness.html``: one cost-faithfulness figure (Pareto front drawn) per
-    measure of :data:`FIGURE_MEASURES` the table has; returns the written paths."""
-    from pathlib import Path
-
-    from ..viz.cost_faithfulness import cost_faithfulness_figure
-
-    parts = []
-    for measure, higher in FIGURE_MEASURES:
-        if measure in table.columns and np.isfinite(table[measure]).any():
-            fig = cost_faithfulness_figure(table, measure, cost, higher)
-            parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
-    if not parts:
-        return []
-    path = Path(out) / "cost_faithfulness.html"
-    path.write_text("<html><body>" + "\n".join(parts) + "</body></html>", encoding="utf-8")
-    return [path]
-
-
-__all__ = ["FIELD_COLUMNS", "field_columns", "field_method_kwargs", "in_road_subset",
-           "mprt_measures", "reseed_for_pair", "road_measures", "spread_layers",
-           "write_field_figures"]
+__all__ = ["FIELD_COLUMNS", "field_columns", "in_road_subset", "mprt_measures", "reseed_for_pair",
+           "road_measures", "spread_layers"]

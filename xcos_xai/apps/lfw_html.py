@@ -6,14 +6,14 @@ import html
 
 import numpy as np
 
+from ..data.align import lfw_aligner
+from ..evaluation.protocol import ten_fold_accuracy
+from ..explain import explain_pair
+from ..pretrained import load_pretrained
 from ..viz.report import scatter_vs_model, score_histogram, write_report
-from .protocol import ten_fold_accuracy
 
 
 def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
-    from ..explain import explain_pair
-    from ..pretrained import load_pretrained
-
     items = []
     frame = index.frame
     models = {}  # one model per fold, however many of its pairs are explained
@@ -36,10 +36,7 @@ def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
 
 def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examples: int = 4,
                      seed: int = 0):
-    from .._env import cache_dir
-    from ..data.align import FaceAligner
-
-    aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+    aligner = lfw_aligner()
     res = ten_fold_accuracy(scores["xcos"], index.same, index.pair_fold)
     thr = np.asarray(res.thresholds)
     pred = scores["xcos"] > thr[index.pair_fold]

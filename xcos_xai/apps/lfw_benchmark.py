@@ -16,8 +16,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..core import UniformAttention
+from ..data.align import lfw_aligner
+from ..data.lfw import LFW
+from ..evaluation.features import FeatureSet, compute_features
+from ..models.registry import create_backbone
+from ..pretrained import bundle_metadata, load_head
 from ..training.plugin import PluginConfig, train_plugin_head
-from .features import FeatureSet, compute_features
 
 
 @dataclass
@@ -112,19 +116,15 @@ def held_out_xcos(features: FeatureSet, index: LFWIndex, config: PluginConfig,
 
 
 def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = True,
-                 batch_size: int = 64):
-    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through dlib's network (cached)."""
-    from .._env import cache_dir
-    from ..data.align import FaceAligner
-    from ..data.lfw import LFW
-    from ..models.registry import create_backbone
-
-    lfw = LFW(root)
+                 batch_size: int = 64, images=None):
+    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through dlib's network (cached);
+    ``root``, ``images``: the LFW folder and its image folder (see :class:`LFW`)."""
+    lfw = LFW(root, images=images)
     backbone = backbone if backbone is not None else create_backbone("dlib_resnet_v1",
                                                                       pretrained=True)
     keys = [str(p.relative_to(lfw.image_root)) for p in lfw.images()]
     paths = [lfw.image_root / k for k in keys]
-    aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+    aligner = lfw_aligner()
     features = compute_features(backbone, paths, aligner, keys=keys, workers=workers,
                                 progress=progress, batch_size=batch_size)
     return lfw, features, LFWIndex.build(lfw, keys)
@@ -132,8 +132,6 @@ def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = Tr
 
 def bundled_fold_scores(features: FeatureSet, index: LFWIndex, name: str = "dlib-xcos"):
     """Held-out scores of the bundled fold heads (head ``k`` scores fold ``k``)."""
-    from ..pretrained import bundle_metadata, load_head
-
     grid = bundle_metadata(name)["config"]["grid"]
     grids = features.grids[grid]
     n = len(index.same)
