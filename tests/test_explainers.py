@@ -224,3 +224,16 @@ def test_bad_input_gets_one_clear_error(model, pair):
         create_explainer("gradcam", nn.Linear(2, 2))
     with pytest.raises(ValueError, match="unknown baseline"):
         create_explainer("saliency", model, baseline="zeros")
+
+
+@pytest.mark.parametrize("name", list_explainers())
+def test_every_explainer_states_its_passes_per_pair(model, name):
+    kwargs = {"n_steps": 8} if name == "integrated_gradients" else {}
+    kwargs = {"nt_samples": 4} if name == "smoothgrad" else kwargs
+    passes = create_explainer(name, model, **kwargs).pass_count("xcos")
+    expected = {"xcos": 2, "gradcam": 4, "saliency": 4, "random": 0, "smoothgrad": 16,
+                "integrated_gradients": 32, "occlusion": 2 + 2 * 17, "xssab": 6,
+                "fggb": 2 * (1 + 16), "corrrise": 2 * 500 + 2,
+                # 16 px: 2 px patches at stride 1 (15 x 15 starts), 4 px ones (13 x 13)
+                "multiscale_occlusion": 2 * (15 * 15 + 13 * 13 + 2)}
+    assert passes == expected[name]

@@ -55,3 +55,73 @@ def test_compare_without_lfw_is_one_clear_error(tmp_path, capsys):
     assert "LFW images not found" in err and "XCOS_XAI_DATA" in err
     code = main(["compare", "--methods", "xcos,lime", "--out", str(tmp_path / "o")])
     assert code == 2 and "unknown explainer(s) ['lime']" in capsys.readouterr().err
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_compare_runs_the_field_methods_and_protocols(lfw_root, tmp_path, one_thread):
+    config = CompareConfig(n_pairs=20, methods=["xssab", "corrrise", "random"],
+                           fold_heads=False, deletion_step=0.5, insertion_step=0.5,
+                           n_localisation=0, n_sensitivity=0, n_randomisation=2,
+                           n_examples=0, corrrise_masks=40, n_road=20,
+                           road_fractions=[0.0, 0.5], mprt_layers=2)
+    table, curves = run_compare(tmp_path, root=lfw_root, config=config, progress=False)
+    assert curves["summary"]["road_pairs"] == 20
+    for col in ("acc_del_auc", "acc_ins_auc", "fnmr_mean_5_95", "road_morf_auc",
+                "road_lerf_auc", "road_gap", "mprt_cascading_last", "mprt_independent_mean",
+                "passes"):
+        assert col in table.columns and np.isfinite(table[col]).all(), col
+    assert table.set_index("method")["passes"].to_dict() == {"xssab": 6.0,
+                                                             "corrrise": 2 * 40 + 2.0,
+                                                             "random": 0.0}
+    _, records = read_records(tmp_path)
+    for r in records:
+        for m in r["methods"].values():
+            # nothing removed yet: the pair's own score, in both ROAD orders
+            assert m["road_morf"][0] == pytest.approx(r["score"], abs=1e-5)
+            assert m["road_lerf"][0] == pytest.approx(r["score"], abs=1e-5)
+    mprt = [m["mprt_cascading"] for r in records for m in r["methods"].values()
+            if "mprt_cascading" in m]
+    assert len(mprt) == 2 * 3 and all(list(d)[0].startswith("head") for d in mprt)
+    assert all(list(d)[-1] == "backbone.stem_conv" for d in mprt)  # the bottom layer
+    md = (tmp_path / "table.md").read_text()
+    assert "ROAD LeRF - MoRF" in md and "accuracy deletion AUC" in md
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_compare_under_torchrun_merges_to_the_one_process_table(lfw_root, tmp_path):
+    """2 gloo ranks, each a shard of the pairs; rank 0's merged table equals a one-process
+    run's (all but the measured times)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    args = ["compare", "--lfw", str(lfw_root), "--pairs", "20", "--methods",
+            "xcos,xssab,random", "--default-head", "--deletion-step", "0.5",
+            "--insertion-step", "0.5", "--localisation", "0", "--sensitivity", "0",
+            "--randomisation", "2", "--road", "20", "--mprt-layers", "2", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    one = subprocess.run([sys.executable, "-m", "xcos_xai.cli", *args, "--out",
+                          str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun = Path(sys.executable).parent / "torchrun"
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m",
+                          "xcos_xai.cli", *args, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert two.returncode == 0, two.stderr[-3000:]
+    _, shard0 = read_records(tmp_path / "two" / "rank0")
+    _, shard1 = read_records(tmp_path / "two" / "rank1")
+    assert {r["i"] % 2 for r in shard0} == {0} and {r["i"] % 2 for r in shard1} == {1}
+    assert len(shard0) == len(shard1) == 10
+    a = pd.read_csv(tmp_path / "one" / "table.csv")
+    b = pd.read_csv(tmp_path / "two" / "table.csv")
+    timing = ["time_s", "cost_x_forward"]
+    pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing),
+                                  check_exact=False, rtol=1e-6, atol=1e-8)
+    assert "road_gap" in a.columns and a["road_gap"].notna().all()

@@ -10,9 +10,10 @@ import warnings
 from pathlib import Path
 
 from ._env import dataset_dir
-from .apps.compare import run_compare
+from .apps.compare_distributed import run_compare_distributed
 from .apps.lfw_report import run_lfw_evaluation
 from .apps.photo_demo import run_photo_demo
+from .core.device import resolve_device
 from .data.align import MultipleFacesWarning, NoFaceError
 from .data.lfw import IMAGE_FOLDERS
 from .evaluation.faithfulness import CompareConfig, to_markdown
@@ -28,10 +29,12 @@ IMAGES_HELP = ("the LFW image folder: a name inside the LFW folder or a path (de
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    model = load_pretrained(attention=args.attention)
+    device = resolve_device(args.device)
+    model = load_pretrained(attention=args.attention).to(device)
     try:
         expl = explain_pair(args.image_a, args.image_b, model=model,
-                            assume_aligned=args.assume_aligned, method=args.method)
+                            assume_aligned=args.assume_aligned, device=device,
+                            method=args.method)
     except NoFaceError as err:  # its fix is worded for Python: give the flag's name too
         raise NoFaceError(f"{err} (command line: --assume-aligned)") from None
     out = Path(args.out)
@@ -101,6 +104,15 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pairs for Captum's sensitivity_max")
     parser.add_argument("--randomisation", type=int, default=d.n_randomisation,
                         help="pairs for the model-randomisation check")
+    parser.add_argument("--corrrise-masks", type=int, default=d.corrrise_masks,
+                        help="CorrRISE's random masks per face")
+    parser.add_argument("--road", type=int, default=d.n_road,
+                        help="pairs for the ROAD (noisy linear imputation) curves")
+    parser.add_argument("--mprt-layers", type=int, default=d.mprt_layers,
+                        help="layers for cascading/independent randomisation (0: off)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda, cuda:N; under torchrun "
+                             "each CUDA rank takes GPU LOCAL_RANK")
     parser.add_argument("--workers", type=int, default=1, help="processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -113,13 +125,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         deletion_step=args.deletion_step, insertion_step=args.insertion_step,
         smoothgrad_samples=args.smoothgrad_samples, n_localisation=args.localisation,
         n_sensitivity=args.sensitivity, n_randomisation=args.randomisation, seed=args.seed,
-        threads=args.threads)
+        threads=args.threads, corrrise_masks=args.corrrise_masks, n_road=args.road,
+        mprt_layers=args.mprt_layers)
     start = time.perf_counter()
-    table, curves = run_compare(args.out, root=args.lfw, config=config, workers=args.workers,
-                                images=args.images)
+    # one process, or one torchrun rank of a sharded run
+    table, curves = run_compare_distributed(args.out, root=args.lfw, config=config,
+                                            device=args.device, workers=args.workers,
+                                            images=args.images)
+    if table is None:  # a torchrun rank other than 0: rank 0 prints the merged table
+        return 0
     print(to_markdown(table))
     print(f"compare took {time.perf_counter() - start:.1f} s; results in {args.out} "
-          "(table.csv, table.md, table.json, curves.html, curves.png, example_*.png)")
+          "(table.csv, table.md, table.json, curves.html, curves.png, "
+          "cost_faithfulness.html, example_*.png)")
     return 0
 
 
@@ -147,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("image_a")
     ex.add_argument("image_b")
     ex.add_argument("--out", default="outputs/explain", help="output folder")
+    ex.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     ex.add_argument("--assume-aligned", action="store_true",
                     help="take the images as already aligned faces (no detection)")
     ex.add_argument("--method", default="xcos", choices=list_explainers(),

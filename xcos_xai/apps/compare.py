@@ -17,11 +17,16 @@ fold's held-out head (``load_pretrained(fold=k)``):
   mouth, in turn) of face B is replaced with another identity's, and the opposing part of
   the hybrid's map must find it (pointing game, IoU, restored fraction to flip back);
 - on small subsets, Captum's ``sensitivity_max`` and the cascading model-randomisation check;
+- the field's protocols (:mod:`xcos_xai.evaluation.field_protocols`): ROAD MoRF/LeRF on a
+  balanced subset (``n_road``), cascading and independent layer randomisation (MPRT) on the
+  randomisation subset, verification-accuracy deletion/insertion, FNMR/FMR 5-95 %, passes
+  per pair, and ``cost_faithfulness.html`` (cost against faithfulness, Pareto fronts);
 - over all pairs, how much of each map sits on xCos's static cells (the attention shortcut).
 
 Per-pair records are appended to ``records.jsonl`` as they finish, so an interrupted run
 resumes where it stopped. The table goes to ``table.{csv,md,json}``, plots to ``*.html`` and
-``*.png``.
+``*.png``. Models and faces go to ``device``; under ``torchrun`` each rank runs a shard of
+the pairs (:mod:`.compare_distributed`).
 """
 
 from __future__ import annotations
@@ -50,10 +55,12 @@ from ..evaluation.faithfulness import (  # noqa: F401  (COLUMNS, to_markdown: th
     summarize,
     to_markdown,
 )
+from ..evaluation.field_protocols import in_road_subset
 from ..explainers import create_explainer, explainer_class, list_explainers
 from ..explainers.metrics import randomised_copy, stage_module_names
 from ..pretrained import load_pretrained
 from ..viz.compare_figures import curve_figure, save_curves_png, save_example_maps
+from ..viz.cost_faithfulness import write_cost_faithfulness
 
 # --------------------------------------------------------------------------- the pairs
 
@@ -118,6 +125,7 @@ def build_jobs(lfw, pairs: pd.DataFrame, config: CompareConfig, workers: int = 1
         job["randomisation"] = (n_rand < config.n_randomisation
                                 and k in (1 % per_fold, (half + 1) % per_fold))
         n_rand += job["randomisation"]
+        job["road"] = in_road_subset(k, per_fold, half, config.n_road)
         job["example"] = n_ex[same] < config.n_examples // 2 and k in (0, half)
         n_ex[same] += job["example"]
         jobs.append(job)
@@ -130,10 +138,11 @@ def build_jobs(lfw, pairs: pd.DataFrame, config: CompareConfig, workers: int = 1
 _WORKER: dict = {}
 
 
-def _init_worker(config: CompareConfig) -> None:
+def _init_worker(config: CompareConfig, device: str = "cpu") -> None:
     torch.set_num_threads(config.threads)
     _WORKER.clear()
     _WORKER["config"] = config
+    _WORKER["device"] = torch.device(device)
 
 
 def _models(fold: int | None):
@@ -141,7 +150,7 @@ def _models(fold: int | None):
     config = _WORKER["config"]
     key = fold if config.fold_heads else None
     if _WORKER.get("key", "none") != key:
-        model = load_pretrained(fold=key)
+        model = load_pretrained(fold=key).to(_WORKER.get("device", "cpu"))
         _WORKER.update(key=key, model=model, explainers={
             m: create_explainer(m, model, **config.method_kwargs(m)) for m in config.methods},
             randomised=None)
@@ -157,7 +166,8 @@ def _randomised_models():
 
 
 def _to_input(model, chip: np.ndarray) -> torch.Tensor:
-    return model.input_spec.normalize(faces_to_tensor([chip]))
+    x = model.input_spec.normalize(faces_to_tensor([chip]))
+    return x.to(model.threshold.device)
 
 
 def evaluate_pair(job: dict) -> dict:
@@ -171,7 +181,7 @@ def evaluate_pair(job: dict) -> dict:
         donor=_to_input(model, job["donor"]) if "donor" in job else None,
         region=job.get("region"), check_sensitivity=job["sensitivity"],
         randomised_models=_randomised_models if job["randomisation"] else None,
-        keep_maps=job["example"]))
+        keep_maps=job["example"], pair_index=job["i"], road=job.get("road", False)))
     return record
 
 
@@ -261,6 +271,8 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
     fig, panels = curve_figure(curves, controls)
     fig.write_html(paths["html"], include_plotlyjs=True)
     save_curves_png(curves, panels, paths["png"], controls)
+    for path in write_cost_faithfulness(out, table):  # cost against faithfulness
+        paths[path.stem] = path
     return paths
 
 
@@ -269,7 +281,8 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
 
 def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
                 workers: int = 1, progress: bool = True, reverse: bool = False,
-                skip_done_in: list[str | Path] = (), first: int = 0, images=None
+                skip_done_in: list[str | Path] = (), first: int = 0, images=None,
+                device: str = "cpu", shard: tuple[int, int] | None = None
                 ) -> tuple[pd.DataFrame, dict]:
     """Run every method on ``config.n_pairs`` LFW View-2 pairs and write the results.
 
@@ -284,6 +297,10 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
             are not recomputed (checked once at the start).
         first: start at this pair index (another process takes the pairs before it).
         images: the LFW image folder (a name inside ``root`` or a path; see :class:`LFW`).
+        device: where the models and faces go (``"cpu"``, ``"cuda:0"``...).
+        shard: ``(rank, world)``: only the pairs ``i % world == rank`` (one shard per
+            torchrun rank, see :mod:`.compare_distributed`); with ``world > 1`` only the
+            records are written, and ``(None, None)`` is returned.
     """
     config = config or CompareConfig()
     unknown = [m for m in config.methods if m not in list_explainers()]
@@ -304,7 +321,7 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
         if asdict(other_config) == asdict(config):
             elsewhere |= {r["i"] for r in other_records}
     todo = [j for j in jobs if j["i"] not in done and j["i"] not in elsewhere
-            and j["i"] >= first]
+            and j["i"] >= first and (shard is None or j["i"] % shard[1] == shard[0])]
     if reverse:
         todo = todo[::-1]
     start = time.perf_counter()
@@ -317,17 +334,20 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
             bar.update(1)
 
         if workers <= 1:
-            _init_worker(config)
+            _init_worker(config, device)
             for job in todo:
                 keep(evaluate_pair(job))
         else:
             # fold-ordered chunks: each worker keeps its fold's model between pairs
             with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                     initargs=(config,)) as pool:
+                                     initargs=(config, device)) as pool:
                 for rec in pool.map(evaluate_pair, todo, chunksize=1):
                     keep(rec)
     wall = time.perf_counter() - start
-    records = [done[j["i"]] for j in jobs if j["i"] in done]
+    if shard is not None and shard[1] > 1:  # a torchrun rank: rank 0 merges the shards
+        return None, None
+    records = [done[j["i"]] for j in jobs if j["i"] in done
+               and (shard is None or j["i"] % shard[1] == shard[0])]
     table, curves = summarize(records, config)
     write_outputs(out, table, curves, config,
                   extra={"wall_time_s": wall, "workers": workers,

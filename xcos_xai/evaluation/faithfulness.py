@@ -11,7 +11,11 @@ For one pair and every explainer (:func:`measure_pair`):
   identity's; the opposing part of the hybrid's map must find it: pointing game, IoU,
   restored fraction to flip back), Captum's ``sensitivity_max`` and the cascading
   model-randomisation check;
-- the maps' mass on xCos's static cells (the attention shortcut), in :func:`summarize`.
+- the maps' mass on xCos's static cells (the attention shortcut), in :func:`summarize`;
+- the field's protocols (:mod:`.field_protocols`): the explainer's passes per pair; ROAD
+  MoRF/LeRF curves on a subset (``road=True``); cascading and independent layer
+  randomisation (MPRT) with the randomisation check; verification-accuracy
+  deletion/insertion and FNMR/FMR 5-95 % from the deletion and insertion curves.
 
 :func:`summarize` turns the per-pair records into one row per method and the mean curves;
 :func:`to_markdown` writes the table. The measures themselves are
@@ -48,6 +52,13 @@ from ..explainers.metrics import (
     unit_values,
 )
 from .attention_stats import static_cells, summarize_attention
+from .field_protocols import (
+    FIELD_COLUMNS,
+    field_columns,
+    mprt_measures,
+    reseed_for_pair,
+    road_measures,
+)
 
 __all__ = ["COLUMNS", "REGIONS", "CompareConfig", "measure_pair", "summarize", "to_markdown"]
 
@@ -77,6 +88,13 @@ class CompareConfig:
     n_examples: int = 4
     seed: int = 0
     threads: int = 1
+    # the field's methods and protocols (issue 14, :mod:`.field_protocols`)
+    corrrise_masks: int = 500
+    n_road: int = 60
+    road_fractions: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.7,
+                                                                  0.9])
+    road_noise: float = 0.01
+    mprt_layers: int = 4
 
     def method_kwargs(self, name: str) -> dict:
         """The options of explainer ``name`` in this run: the baseline, and the fields its
@@ -100,7 +118,8 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
                  config: CompareConfig, donor: torch.Tensor | None = None,
                  region: str | None = None, check_sensitivity: bool = False,
                  randomised_models: Callable[[], list] | None = None,
-                 keep_maps: bool = False) -> dict:
+                 keep_maps: bool = False, pair_index: int | None = None,
+                 road: bool = False) -> dict:
     """Every measure of one pair, as plain data (JSON-ready).
 
     Args:
@@ -114,6 +133,10 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
         check_sensitivity: also measure Captum's ``sensitivity_max``.
         randomised_models: ``() -> [(stage, model), ...]`` for the model-randomisation check.
         keep_maps: also return the pixel maps (``example_maps``).
+        pair_index: the pair's index in the run: explainers drawing from their own generator
+            (the random floor) are re-seeded from it, so a pair's maps do not depend on the
+            pairs a process ran before it (torchrun shards, resumed runs).
+        road: also measure the ROAD MoRF/LeRF curves of face A (``road_fractions``).
     """
     target = config.target
     threshold = float(model.threshold if target == "xcos" else model.model_threshold)
@@ -147,6 +170,8 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
         record["localisation"] = loc
         hybrid_fn = fixed_face_scorer(model, x_a, target, vary="b")
     for name, explainer in explainers.items():
+        if pair_index is not None:
+            reseed_for_pair(explainer, pair_index, config.seed)
         start = time.perf_counter()
         r = explainer.attribute(x_a, x_b, target=target)
         elapsed = time.perf_counter() - start
@@ -157,7 +182,7 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
                                           descending, seed=config.seed).tolist(),
              "grid_abs": r.grid_a[0].abs().tolist()}
         if keep_maps:
-            examples[name] = (r.map_a[0].numpy(), r.map_b[0].numpy())
+            examples[name] = (r.map_a[0].cpu().numpy(), r.map_b[0].cpu().numpy())
         if loc is not None:
             h = explainer.attribute(x_a, hybrid, target=target)
             m["pointing"] = pointing_game(h.map_b, region, config.unit, seed=config.seed)
@@ -182,6 +207,15 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
                 new = torch.cat([_unit_map(rr.map_a, config.unit).flatten(),
                                  _unit_map(rr.map_b, config.unit).flatten()])
                 m["randomisation"][stage] = rank_correlation(ref, new)
+        m["passes"] = explainer.pass_count(target)
+        if road:
+            m.update(road_measures(score_fn, x_a, r.map_a[0], same, config))
+        if randomised_models is not None and config.mprt_layers:
+            kwargs = config.method_kwargs(name)
+            if explainer_class(name).control and "seed" in kwargs:
+                kwargs["seed"] = config.seed + 1000  # fresh draws, as above
+            m.update(mprt_measures(model, lambda mm, n=name, kw=kwargs: create_explainer(
+                n, mm, **kw), x_a, x_b, target, config))
         record["methods"][name] = m
     if examples:
         record["example_maps"] = {k: [a.tolist(), b.tolist()] for k, (a, b) in examples.items()}
@@ -238,13 +272,16 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
             "time_s": times.mean(),
             "cost_x_forward": float(np.mean(times / forward)),
         }
+        field_cols, field_curves = field_columns(records, name, config, same, thresholds,
+                                                 del_f, ins_f)
+        row.update(field_cols)
         rows.append(row)
         curves["methods"][name] = {
             "deletion_genuine": dele[same].mean(0).tolist(),
             "deletion_impostor": dele[~same].mean(0).tolist(),
             "insertion_genuine": ins[same].mean(0).tolist(),
             "insertion_impostor": ins[~same].mean(0).tolist(),
-            "fnmr": fnmr.tolist(), "fmr": fmr.tolist()}
+            "fnmr": fnmr.tolist(), "fmr": fmr.tolist(), **field_curves}
     table = pd.DataFrame(rows)
     loc_records = [r["localisation"] for r in records if "localisation" in r]
     attention = summarize_attention(np.array([r["attention"] for r in records]), cos_maps)
@@ -257,6 +294,8 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
                                      for r in records)),
         "randomisation_pairs": int(sum("randomisation" in r["methods"][config.methods[0]]
                                        for r in records)),
+        "road_pairs": int(sum("road_morf" in r["methods"][config.methods[0]]
+                              for r in records)),
         "forward_s_mean": float(forward.mean()),
         "xcos_accuracy": float(np.mean((np.array([r["score"] for r in records])
                                         > thresholds) == same)),
@@ -285,6 +324,7 @@ COLUMNS = {  # column: (header, better)
     "static_share": ("mass on static cells", "lower"),
     "time_s": ("s / pair", "lower"),
     "cost_x_forward": ("cost (x forward)", "lower"),
+    **FIELD_COLUMNS,
 }
 
 
@@ -305,6 +345,8 @@ def to_markdown(table: pd.DataFrame) -> str:
                 cells.append("–")
             elif c == "cost_x_forward":
                 cells.append(f"{v:.0f}" if v >= 10 else f"{v:.2f}")
+            elif c == "passes":
+                cells.append(f"{v:.0f}")
             elif c == "time_s":
                 cells.append(f"{v:.2f}")
             else:

@@ -207,7 +207,7 @@ def register_explainer(name: str):
 
 
 _BUILTIN = ("xcos", "gradcam", "integrated_gradients", "saliency", "smoothgrad", "occlusion",
-            "random_map")
+            "random_map", "xssab", "corrrise", "fggb", "multiscale_occlusion")
 
 
 def _import_builtin() -> None:
@@ -266,6 +266,9 @@ class PairExplainer:
     xcos_maps = False
     #: the options a comparison run sets: ``{keyword: CompareConfig field}``
     compare_options: dict[str, str] = {}
+    # image passes per pair: one face through the backbone, forward or backward, counts 1
+    # (None: not stated; see pass_count for methods whose count depends on the model)
+    passes_per_pair: float | None = None
 
     def __init__(self, model, baseline: str = "blur"):
         if not hasattr(model, "backbone") or not hasattr(model, "head"):
@@ -279,6 +282,11 @@ class PairExplainer:
     @classmethod
     def get_name(cls) -> str:
         return cls.label
+
+    def pass_count(self, target: str = "xcos") -> float | None:
+        """Image passes (forwards + backwards of one face) per explained pair, not counting
+        the bookkeeping forward that reports the explained score in ``extras``."""
+        return self.passes_per_pair
 
     def grid_size(self, x: torch.Tensor) -> tuple[int, int]:
         size = getattr(self.model.backbone, "grid_size", None)

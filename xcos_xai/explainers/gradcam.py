@@ -23,6 +23,7 @@ class GradCAMExplainer(PairExplainer):
 
     label = "Grad-CAM (Captum LayerGradCam)"
     short_label = "Grad-CAM"
+    passes_per_pair = 4  # forward and backward of both faces
 
     def __init__(self, model, relu: bool = False, **kwargs):
         super().__init__(model, **kwargs)

@@ -34,6 +34,9 @@ class IntegratedGradientsExplainer(PairExplainer):
         self.method = method
         self.internal_batch_size = internal_batch_size
 
+    def pass_count(self, target: str = "xcos") -> float:
+        return 4 * self.n_steps  # forward and backward of both faces per step
+
     def _attribute(self, x_a, x_b, target):
         net = PairScoreNet(self.model, target)
         base_a, base_b = self._baselines(x_a, x_b)

@@ -87,10 +87,11 @@ def fixed_face_scorer(model, fixed: torch.Tensor, target: str = "xcos", vary: st
 
 
 def unit_values(pixel_map: torch.Tensor, unit: int) -> torch.Tensor:
-    """``(H, W)`` map to ``(H // unit, W // unit)`` unit means (ceil; edges averaged)."""
+    """``(H, W)`` map to ``(H // unit, W // unit)`` unit means (ceil; edges averaged), on the
+    CPU (rankings are small and use a CPU generator)."""
     h, w = pixel_map.shape[-2:]
     shape = (-(-h // unit), -(-w // unit))
-    return F.adaptive_avg_pool2d(pixel_map.reshape(1, 1, h, w).float(), shape)[0, 0]
+    return F.adaptive_avg_pool2d(pixel_map.reshape(1, 1, h, w).float(), shape)[0, 0].cpu()
 
 
 def rank_units(values: torch.Tensor, descending: bool = True, seed: int = 0) -> torch.Tensor:
@@ -155,6 +156,7 @@ def deletion_curve(score_fn: ScoreFn, x_a: torch.Tensor, baseline_a: torch.Tenso
     order = rank_units(values, descending, seed)
     masks = unit_masks(order, tuple(values.shape), fraction_counts(fractions, order.numel()),
                        tuple(x_a.shape[-2:]))
+    masks = masks.to(device=x_a.device, dtype=x_a.dtype)
     variants = x_a * (1 - masks) + baseline_a * masks
     return score_fn(variants)
 
@@ -229,7 +231,7 @@ def facial_region_mask(region: str, size: tuple[int, int]) -> torch.Tensor:
 
 def make_hybrid(x: torch.Tensor, donor: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """``x`` with the pixels of ``region`` ``(H, W)`` taken from ``donor`` (same shape)."""
-    m = region.to(x.dtype).view(1, 1, *region.shape)
+    m = region.to(device=x.device, dtype=x.dtype).view(1, 1, *region.shape)
     return x * (1 - m) + donor * m
 
 
@@ -339,8 +341,8 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     """
     from scipy.stats import spearmanr  # heavy (~1.5 s to import): loaded on first use
 
-    x = a.detach().flatten().double().numpy()
-    y = b.detach().flatten().double().numpy()
+    x = a.detach().flatten().double().cpu().numpy()
+    y = b.detach().flatten().double().cpu().numpy()
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)

@@ -44,6 +44,11 @@ class OcclusionExplainer(PairExplainer):
         self.cells = grid_size
         self.perturbations_per_eval = perturbations_per_eval
 
+    def pass_count(self, target: str = "xcos") -> float:
+        gh, gw = self.cells or getattr(self.model.backbone, "grid_size", (4, 4))
+        # both grids once, then per face its unablated copy and one copy per cell
+        return 2 + 2 * (1 + gh * gw)
+
     @torch.no_grad()
     def _attribute(self, x_a, x_b, target):
         grid = tuple(self.cells or self.grid_size(x_a))

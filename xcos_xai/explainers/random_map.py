@@ -18,6 +18,7 @@ class RandomExplainer(PairExplainer):
     short_label = "Random (control)"
     control = True
     compare_options = {"seed": "seed"}
+    passes_per_pair = 0
 
     def __init__(self, model, seed: int = 0, **kwargs):
         super().__init__(model, **kwargs)

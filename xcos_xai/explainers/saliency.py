@@ -22,6 +22,7 @@ class SaliencyExplainer(PairExplainer):
 
     label = "Saliency (Captum), gradient x (input - baseline)"
     short_label = "Saliency"
+    passes_per_pair = 4  # forward and backward of both faces
 
     def __init__(self, model, absolute: bool = False, **kwargs):
         super().__init__(model, **kwargs)

@@ -32,6 +32,9 @@ class SmoothGradExplainer(PairExplainer):
         self.nt_samples, self.stdev, self.seed = int(nt_samples), float(stdev), int(seed)
         self.batch_size = batch_size
 
+    def pass_count(self, target: str = "xcos") -> float:
+        return 4 * self.nt_samples  # forward and backward of both noisy faces per sample
+
     def _attribute(self, x_a, x_b, target):
         net = PairScoreNet(self.model, target)
         inputs = (x_a.clone().requires_grad_(), x_b.clone().requires_grad_())

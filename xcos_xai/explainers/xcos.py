@@ -32,6 +32,7 @@ class XCosExplainer(PairExplainer):
     label = "xCos (S, W, S*W)"
     short_label = "xCos"
     xcos_maps = True
+    passes_per_pair = 2  # the forward of both faces
 
     def __init__(self, model, map: str = "evidence", upsample: str = "nearest", **kwargs):
         super().__init__(model, **kwargs)
