@@ -112,19 +112,25 @@ def held_out_xcos(features: FeatureSet, index: LFWIndex, config: PluginConfig,
 
 
 def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = True,
-                 batch_size: int = 64):
-    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through dlib's network (cached)."""
+                 batch_size: int = 64, model: str = "dlib_resnet_v1"):
+    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through one network (cached).
+
+    Args:
+        backbone: a built backbone, or ``None`` for ``create_backbone(model, pretrained=True)``.
+        model: the registry name used when ``backbone`` is ``None`` (``"dlib_resnet_v1"``,
+            ``"sface"``). The aligner follows the backbone's input spec
+            (:func:`~xcos_xai.data.aligners.aligner_for`, LFW preset).
+    """
     from .._env import cache_dir
-    from ..data.align import FaceAligner
+    from ..data.aligners import aligner_for
     from ..data.lfw import LFW
     from ..models.registry import create_backbone
 
     lfw = LFW(root)
-    backbone = backbone if backbone is not None else create_backbone("dlib_resnet_v1",
-                                                                      pretrained=True)
+    backbone = backbone if backbone is not None else create_backbone(model, pretrained=True)
     keys = [str(p.relative_to(lfw.image_root)) for p in lfw.images()]
     paths = [lfw.image_root / k for k in keys]
-    aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+    aligner = aligner_for(backbone, cache_dir=cache_dir() / "chips", lfw=True)
     features = compute_features(backbone, paths, aligner, keys=keys, workers=workers,
                                 progress=progress, batch_size=batch_size)
     return lfw, features, LFWIndex.build(lfw, keys)
