@@ -6,5 +6,5 @@ from .folders import IdentityFolders, LFWPeople
 from .insightface import BinPairs, InsightFaceFormatError, RecordFaces, read_bin
 from .samplers import AnchorPairSampler, epoch_pairs
 
-__all__ = ["AnchorPairSampler", "aligner_for", "BinPairs", "IdentityFolders", "InsightFaceFormatError",
-           "LFWPeople", "RecordFaces", "epoch_pairs", "read_bin"]
+__all__ = ["AnchorPairSampler", "BinPairs", "IdentityFolders", "InsightFaceFormatError",
+           "LFWPeople", "aligner_for", "RecordFaces", "epoch_pairs", "read_bin"]
