@@ -37,7 +37,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     table = run_lfw_evaluation(Path(args.out), root=args.lfw, workers=args.workers,
-                               reference=args.reference, report=args.report)
+                               reference=args.reference, report=args.report,
+                               model=getattr(args, "model", "dlib"))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"evaluation took {time.perf_counter() - start:.1f} s; results in {args.out}")
     return 0
@@ -86,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lfw", default=None, help="LFW folder (default: $XCOS_XAI_DATA/lfw)")
     ev.add_argument("--out", default="outputs/lfw", help="output folder")
     ev.add_argument("--workers", type=int, default=2, help="processes for face alignment")
+    ev.add_argument("--model", default="dlib", choices=["dlib", "sface"],
+                    help="the face model: dlib's ResNet (default) or OpenCV Zoo's SFace")
     ev.add_argument("--reference", action="store_true",
-                    help="also score with dlib's own pipeline (dlib-bin) as the reference")
+                    help="also score with the model's own pipeline as the reference (dlib-bin, "
+                         "or OpenCV + onnxruntime for SFace)")
     ev.add_argument("--report", action="store_true", help="also write the HTML report")
     ev.set_defaults(func=_cmd_evaluate)
 

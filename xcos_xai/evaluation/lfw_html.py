@@ -10,7 +10,7 @@ from ..viz.report import scatter_vs_model, score_histogram, write_report
 from .protocol import ten_fold_accuracy
 
 
-def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
+def _explain_rows(lfw, index, rows, protocol_thresholds, aligner, bundle="dlib-xcos"):
     from ..explain import explain_pair
     from ..pretrained import load_pretrained
 
@@ -21,7 +21,7 @@ def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
         rec = frame.iloc[int(i)]
         fold = int(rec["fold"])
         if fold not in models:
-            models[fold] = load_pretrained(fold=fold)
+            models[fold] = load_pretrained(bundle, fold=fold)
             # Decide with the 10-fold protocol's threshold for this fold (chosen on the others).
             models[fold].threshold.fill_(float(protocol_thresholds[fold]))
         model = models[fold]
@@ -35,11 +35,14 @@ def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
 
 
 def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examples: int = 4,
-                     seed: int = 0):
+                     seed: int = 0, bundle: str = "dlib-xcos"):
     from .._env import cache_dir
-    from ..data.align import FaceAligner
+    from ..data.aligners import aligner_for
+    from ..models.registry import create_backbone
+    from ..pretrained import bundle_metadata
 
-    aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+    backbone = create_backbone(bundle_metadata(bundle)["backbone"])  # its input spec only
+    aligner = aligner_for(backbone, cache_dir=cache_dir() / "chips", lfw=True)
     res = ten_fold_accuracy(scores["xcos"], index.same, index.pair_fold)
     thr = np.asarray(res.thresholds)
     pred = scores["xcos"] > thr[index.pair_fold]
@@ -54,14 +57,14 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
     sections = [
         ("Genuine pairs, correctly accepted (random)",
          _explain_rows(lfw, index, rng.choice(correct_gen, n_examples, replace=False), thr,
-                       aligner)),
+                       aligner, bundle)),
         ("Impostor pairs, correctly rejected (random)",
          _explain_rows(lfw, index, rng.choice(correct_imp, n_examples, replace=False), thr,
-                       aligner)),
+                       aligner, bundle)),
         ("False rejects (genuine pairs xCos rejects), worst first",
-         _explain_rows(lfw, index, false_rej, thr, aligner)),
+         _explain_rows(lfw, index, false_rej, thr, aligner, bundle)),
         ("False accepts (impostor pairs xCos accepts), worst first",
-         _explain_rows(lfw, index, false_acc, thr, aligner)),
+         _explain_rows(lfw, index, false_acc, thr, aligner, bundle)),
     ]
     figures = [
         ("xCos score distributions", score_histogram(scores["xcos"], index.same,

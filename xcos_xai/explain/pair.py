@@ -105,8 +105,11 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
         a, b: photos: paths, PIL images, ``(H, W, 3)`` arrays or tensors. Faces are found
             and aligned the way the model expects (the largest, most central face when there
             are several; a warning says so).
-        model: an :class:`~xcos_xai.core.XCosModel`; default: :func:`xcos_xai.load_pretrained`.
-        aligner: a :class:`~xcos_xai.data.align.FaceAligner`; default: one matching the model.
+        model: an :class:`~xcos_xai.core.XCosModel`, or the name of a bundled one
+            (``"dlib"``, ``"sface"`` or a bundle such as ``"sface-xcos"``); default:
+            :func:`xcos_xai.load_pretrained`.
+        aligner: a :class:`~xcos_xai.data.align.FaceAligner`; default: one matching the model
+            (:func:`~xcos_xai.data.aligners.aligner_for`: dlib's chips or YuNet + ArcFace).
         assume_aligned: take both images as already aligned faces (no detection).
 
     Returns:
@@ -119,13 +122,16 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
         NoFaceError: no face was found in ``a`` or ``b`` (and ``assume_aligned`` is false).
     """
     from ..data.align import FaceAligner
-    from ..pretrained import load_pretrained
+    from ..data.aligners import aligner_for
+    from ..pretrained import bundle_name, load_pretrained
 
-    model = model if model is not None else load_pretrained()
+    if model is None or isinstance(model, str):
+        model = load_pretrained(bundle_name(model))
     model = model.eval()
     spec = model.input_spec
     if aligner is None:
-        aligner = FaceAligner(chip_size=spec.size[0])
+        aligner = (aligner_for(spec) if spec.size in ((112, 112), (150, 150))
+                   else FaceAligner(chip_size=spec.size[0]))
     faces = [_align_argument(aligner, x, label, assume_aligned) for label, x in (("a", a),
                                                                                  ("b", b))]
     if device is None:

