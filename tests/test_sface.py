@@ -190,3 +190,18 @@ def test_grid_and_head_compose_and_backpropagate(port, faces_bgr):
         torch.testing.assert_close(emb, port(x), rtol=0, atol=0)
     emb[:, 0].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------- wiring
+
+
+def test_evaluate_takes_the_model(tmp_path):
+    from xcos_xai.cli import build_parser
+    from xcos_xai.evaluation.lfw_report import MODELS, run_lfw_evaluation
+
+    args = build_parser().parse_args(["evaluate", "--model", "sface", "--reference"])
+    assert args.model == "sface" and args.reference
+    assert build_parser().parse_args(["evaluate"]).model == "dlib"
+    assert MODELS["sface"][:2] == ("sface", "sface-xcos")
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*dlib.*sface"):
+        run_lfw_evaluation(tmp_path, model="resnet")
