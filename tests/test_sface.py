@@ -58,6 +58,21 @@ def test_dequantize_blockwise_equals_onnxruntime_on_a_tiny_graph():
                                   sess.run(None, {})[0])
 
 
+def test_another_graph_is_refused_with_a_clear_error(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["data"], ["fc1"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "data", TensorProto.FLOAT, (1, 3, 112, 112))], [helper.make_tensor_value_info(
+            "fc1", TensorProto.FLOAT, (1, 3, 112, 112))])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ValueError, match=r"relu.onnx: not OpenCV Zoo's SFace graph: "
+                                         r"operation 0 is Relu, expected Sub"):
+        create_backbone("sface", pretrained=str(path))
+
+
 def test_dequantize_blockwise_rejects_misfit_scales():
     with pytest.raises(ValueError, match="block_size 2"):
         dequantize_blockwise(np.zeros((2, 5), np.int8), np.ones((2, 2), np.float32), None, 1, 2)

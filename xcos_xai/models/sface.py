@@ -153,7 +153,7 @@ def read_sface_onnx(path: str | Path) -> SFaceFile:
     from onnx import numpy_helper
 
     source = str(path)
-    model = onnx.load(source)
+    model = onnx.load(source, load_external_data=False)  # SFace keeps no weights outside
     graph = model.graph
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     attrs_of = {node.name: {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
