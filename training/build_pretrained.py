@@ -50,10 +50,13 @@ def main(argv=None):
     parser.add_argument("--model", default="dlib", choices=sorted(MODELS))
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--workers", type=int, default=2, help="processes for face alignment")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared CPU, 2 spinning threads were "
+                             "several times slower)")
     args = parser.parse_args(argv)
     config = CONFIGS[args.config]
     backbone, filename, data = MODELS[args.model]
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(max(1, args.threads))
     t0 = time.perf_counter()
     _, features, index = lfw_features(model=backbone, workers=args.workers)
     base = model_scores(features, index)
