@@ -5,6 +5,9 @@ plug-in xCos head trained on LFW identities (see ``MODEL_CARD.md`` beside this f
 data, the command that made it and its measured numbers). The bundle also holds ten fold
 heads, each trained without one LFW View-2 fold's people, so that LFW numbers are always
 measured on identities the head never saw (``load_pretrained(fold=k)``).
+
+A second bundle, ``"sface-xcos"``, puts the same kind of head on OpenCV Zoo's SFace (7x7 local
+descriptors; ``load_pretrained("sface-xcos")``); its card section gives its numbers.
 """
 
 from __future__ import annotations
