@@ -220,3 +220,29 @@ def test_evaluate_takes_the_model(tmp_path):
     assert MODELS["sface"][:2] == ("sface", "sface-xcos")
     with pytest.raises(ValueError, match="unknown model 'resnet'.*dlib.*sface"):
         run_lfw_evaluation(tmp_path, model="resnet")
+
+
+def test_local_split_is_exact_with_gradients_and_after_a_weight_change():
+    torch.manual_seed(0)
+    model = SFace(grid="7x7-local").eval()
+    with torch.no_grad():  # non-trivial BN statistics, so that the affine parts matter
+        for bn in (model.bn1, model.fc1):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.normal_()
+            bn.bias.normal_()
+    grid = torch.randn(3, 1024, 7, 7, dtype=torch.float64)
+    model = model.double()
+
+    def flat_head(g):
+        return model.fc1(model.pre_fc1(model.bn1(g).flatten(1)))
+
+    with torch.no_grad():
+        torch.testing.assert_close(model.local_descriptors(grid).sum((2, 3)), flat_head(grid))
+        model.pre_fc1.weight.mul_(-2.0)  # the cached cell weights must follow
+        torch.testing.assert_close(model.local_descriptors(grid).sum((2, 3)), flat_head(grid))
+    grid.requires_grad_(True)
+    model.local_descriptors(grid).sum().backward()
+    assert model.pre_fc1.weight.grad is not None and grid.grad is not None
+    expected = torch.autograd.grad(flat_head(grid).sum(), grid)[0]
+    torch.testing.assert_close(grid.grad, expected)

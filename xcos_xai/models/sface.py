@@ -331,12 +331,30 @@ class SFace(nn.Module):
         if grid.dim() != 4 or tuple(grid.shape[1:]) != (1024, 7, 7):
             raise ValueError(f"local_descriptors takes the (B, 1024, 7, 7) map, got "
                              f"{tuple(grid.shape)}")
-        g = self.dropout(self.bn1(grid))
-        weight = self.pre_fc1.weight.view(128, 1024, 7, 7)
-        cells = torch.einsum("bchw,ochw->bohw", g, weight)
+        g = self.dropout(self.bn1(grid)).flatten(2).permute(2, 0, 1)  # (49, B, 1024)
+        cells = torch.bmm(g, self._cell_weights())  # (49, B, 128): cell c's W_c bn1(f)_c
         s, t = self._fc1_affine()
         constant = (s * self.pre_fc1.bias + t) / 49.0
-        return cells * s[:, None, None] + constant[:, None, None]
+        out = cells * s + constant  # (49, B, 128)
+        return out.permute(1, 2, 0).reshape(grid.shape[0], 128, 7, 7)
+
+    def _cell_weights(self) -> torch.Tensor:
+        """``pre_fc1``'s weight as ``(49, 1024, 128)``: cell ``c``'s ``W_c`` transposed.
+
+        The reordered copy (25 MB) is kept while the weight is unchanged and no gradient is
+        wanted: building it on every call made the local descriptors 10x slower than the
+        whole head (82 ms against 7 ms for two faces on one core).
+        """
+        weight = self.pre_fc1.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return weight.view(128, 1024, 49).permute(2, 1, 0)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device,
+               torch.is_inference_mode_enabled())
+        cached = self.__dict__.get("_cell_weight_cache")
+        if cached is None or cached[0] != key:
+            cells = weight.detach().view(128, 1024, 49).permute(2, 1, 0).contiguous()
+            self.__dict__["_cell_weight_cache"] = cached = (key, cells)
+        return cached[1]
 
     def forward_head(self, grid: torch.Tensor) -> torch.Tensor:
         """The grid (``(B, grid_channels, 7, 7)``) to the embedding ``(B, 128)``."""
