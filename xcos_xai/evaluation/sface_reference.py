@@ -143,9 +143,12 @@ def reference_embeddings(paths: list, workers: int = 2, progress: bool = True,
                 if n % checkpoint_every == 0:
                     _atomic_save_npz(partial, out=out, done=done)
     bar.close()
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, out)
-    tmp.replace(path)
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.name + ".", suffix=".tmp.npy")
+    with os.fdopen(fd, "wb") as fh:  # a unique name: two processes may finish at once
+        np.save(fh, out)
+    os.replace(tmp, path)
     partial.unlink(missing_ok=True)
     return out
 
