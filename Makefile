@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/xcos-xai demo --out outputs/demo
 
+# ruff, then the import contracts (pyproject.toml [tool.importlinter]: one-way layers).
 lint: setup
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 # Debian's Chromium for tests/test_browser.py (Playwright's own browser download is not used).
 # Installed here as root (CI) when missing; otherwise only said how: the test then skips on a

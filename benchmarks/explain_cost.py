@@ -50,15 +50,14 @@ def load_chips(n: int, seed: int = 0) -> tuple[np.ndarray, str]:
 
     if os.environ.get("XCOS_XAI_DATA"):
         try:
-            from xcos_xai._env import cache_dir
-            from xcos_xai.data.align import FaceAligner, MultipleFacesWarning
+            from xcos_xai.data.align import MultipleFacesWarning, lfw_aligner
             from xcos_xai.data.lfw import LFW
 
             warnings.simplefilter("ignore", MultipleFacesWarning)
 
             images = LFW().images()
             pick = np.random.default_rng(seed).choice(len(images), n, replace=False)
-            aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+            aligner = lfw_aligner()
             faces = aligner.align_many([images[i] for i in sorted(pick)], workers=1,
                                        progress=False)
             return np.stack([f.chip for f in faces]), "LFW chips"

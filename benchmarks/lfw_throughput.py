@@ -70,7 +70,7 @@ def pipeline_part(n_images: int, reps: int, workers: int, batch_size: int,
                   progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    from xcos_xai.data.align import FaceAligner, MultipleFacesWarning
+    from xcos_xai.data.align import FaceAligner, MultipleFacesWarning, faces_to_tensor
     from xcos_xai.data.lfw import LFW
     from xcos_xai.evaluation.features import compute_features
     from xcos_xai.models.registry import create_backbone
@@ -93,7 +93,7 @@ def pipeline_part(n_images: int, reps: int, workers: int, batch_size: int,
                 times[case].append(time.perf_counter() - t0)
             if ready is None:
                 faces = aligner.align_many(paths, progress=False)
-                chips = torch.from_numpy(np.stack([f.chip for f in faces])).permute(0, 3, 1, 2)
+                chips = faces_to_tensor(faces)
                 ready = spec.normalize(chips).contiguous()
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -111,7 +111,7 @@ def pipeline_part(n_images: int, reps: int, workers: int, batch_size: int,
 
 
 def reevaluation_part(reps: int, progress: bool) -> dict:
-    from xcos_xai.evaluation.lfw_benchmark import bundled_fold_scores, lfw_features, score_pairs
+    from xcos_xai.apps.lfw_benchmark import bundled_fold_scores, lfw_features, score_pairs
     from xcos_xai.evaluation.protocol import ten_fold_accuracy
     from xcos_xai.training.plugin import PluginConfig
 

@@ -61,26 +61,25 @@ CASES = {
     """,
     "evaluate": """
         from pathlib import Path
-        from xcos_xai.evaluation.lfw_report import run_lfw_evaluation
+        from xcos_xai.apps.lfw_report import run_lfw_evaluation
         run_lfw_evaluation(Path({out!r}), workers=2, progress=False)
     """,
     "evaluate_report": """
         from pathlib import Path
-        from xcos_xai.evaluation.lfw_report import run_lfw_evaluation
+        from xcos_xai.apps.lfw_report import run_lfw_evaluation
         run_lfw_evaluation(Path({out!r}), workers=2, report=True, progress=False)
     """,
     "features": """
         import numpy as np
         from pathlib import Path
-        from xcos_xai._env import cache_dir
-        from xcos_xai.data.align import FaceAligner
+        from xcos_xai.data.align import lfw_aligner
         from xcos_xai.data.lfw import LFW
         from xcos_xai.evaluation.features import compute_features
         from xcos_xai.models.registry import create_backbone
         images = LFW().images()
         paths = [images[i] for i in np.linspace(0, len(images) - 1, {n}).astype(int)]
         backbone = create_backbone("dlib_resnet_v1", pretrained=True)
-        aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+        aligner = lfw_aligner()
         compute_features(backbone, paths, aligner, cache=False, workers=2, progress=False,
                          batch_size={batch})
     """,
@@ -136,9 +135,8 @@ def main(argv=None) -> None:
         if not quick:
             cache = f"{tmp}/cache_cold"
             jobs.append((f"features_cold_{cold}",
-                         CASES["features"].format(n=cold, batch=batch).replace(
-                             "cache_dir() / ", f"Path({cache!r}) / "),
-                         {"XCOS_XAI_CACHE": cache}))
+                         CASES["features"].format(n=cold, batch=batch),
+                         {"XCOS_XAI_CACHE": cache}))  # lfw_aligner(): chips in <cache>/chips
         for name, code, extra in tqdm(jobs, desc="processes", disable=args.no_progress):
             results[name] = run_child(code, args.threads, extra)
     base = results["baseline"]["vmhwm_mb"]

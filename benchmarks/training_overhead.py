@@ -66,6 +66,8 @@ from _common import (
     write_results,
 )
 
+import xcos_xai.testing  # noqa: F401  (registers the tiny_facenet test backbone)
+
 NAME = "training_overhead"
 # training/configs/lfw_dlib_cpu_demo.toml: everything up to unit 9 frozen
 DLIB_FREEZE = ["trunk.stem_conv"] + [f"trunk.units.{i}." for i in range(10)]
@@ -261,10 +263,11 @@ def ddp_run(kind: str, data_root: Path, tmp: Path, tag: str, procs: int, threads
     cfg_file.write_text(config_from_dict(cfg).to_toml())
     script = str(REPO / "training" / "train.py")
     if procs == 1:
-        cmd = [sys.executable, script, str(cfg_file)]
+        cmd = [sys.executable, script, "--import", "xcos_xai.testing", str(cfg_file)]
     else:
         torchrun = str(Path(sys.executable).with_name("torchrun"))
-        cmd = [torchrun, "--standalone", f"--nproc_per_node={procs}", script, str(cfg_file)]
+        cmd = [torchrun, "--standalone", f"--nproc_per_node={procs}", script,
+               "--import", "xcos_xai.testing", str(cfg_file)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)

@@ -3,7 +3,7 @@
 Keeps only the outputs of cells marked ``# NBVAL_CHECK_OUTPUT`` (the reference that
 ``pytest --nbval-lax`` compares against) and their execution counts; removes every other
 output, the saved widget state (a plotly FigureWidget stores ~5 MB of plotly.js there) and
-per-cell metadata. ``--out DIR`` writes the stripped copies there instead of in place.
+per-cell metadata other than tags and a collapsed input. ``--out DIR`` writes the stripped copies there instead of in place.
 
 A checked cell keeps everything nbval compares, stderr included: a warning printed there is
 part of the reference, and fails nbval on a machine where it differs or is absent. So this
@@ -27,7 +27,8 @@ def strip(book: nbformat.NotebookNode, name: str = "notebook") -> nbformat.Noteb
         "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}),
         "language_info": {"name": "python"}}
     for i, cell in enumerate(book.cells):
-        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
+        # tags, and "jupyter" (a collapsed input: source_hidden, as a reader left it)
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags", "jupyter")}
         if cell.cell_type != "code":
             continue
         if CHECK in cell.source and cell.get("execution_count") is not None:

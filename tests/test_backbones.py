@@ -58,6 +58,24 @@ def test_registry_names():
             "ir_se100"} <= names
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_backbones())
+def test_every_registered_backbone_keeps_the_contract(name):
+    """Every registry entry (a new one too, without editing this test): the grid and the
+    embedding have the advertised shapes and forward == forward_head(forward_features)."""
+    torch.manual_seed(0)
+    model = create_backbone(name, pretrained=False).eval()
+    h, w = model.input_spec.size
+    x = torch.randn(1, 3, h, w)
+    with torch.no_grad():
+        grid = model.forward_features(x)
+        emb = model.forward_head(grid)
+        assert grid.shape == (1, model.grid_channels, *model.grid_size)
+        assert emb.shape == (1, model.embedding_dim)
+        # (random deep nets in eval mode may overflow: NaN where the two paths both give NaN)
+        torch.testing.assert_close(model(x), emb, equal_nan=True)
+
+
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_layout_equals_reference(name, layouts):
     model = create_backbone(name)

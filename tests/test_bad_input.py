@@ -276,9 +276,7 @@ def test_broken_file_explain_pair(broken, model, good_path):
 @pytest.fixture
 def run_cli(model, monkeypatch, capsys, tmp_path):
     """``xcos-xai explain a b`` in process, on the module's model; ``(exit code, stderr)``."""
-    import xcos_xai.pretrained
-
-    monkeypatch.setattr(xcos_xai.pretrained, "load_pretrained", lambda **kw: model)
+    monkeypatch.setattr(cli, "load_pretrained", lambda **kw: model)
 
     def run(*args, out=tmp_path / "out"):
         code = cli.main(["explain", *map(str, args), "--out", str(out)])

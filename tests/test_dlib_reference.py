@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from xcos_xai.apps.lfw_benchmark import LFWIndex
 from xcos_xai.evaluation import dlib_reference
-from xcos_xai.evaluation.lfw_benchmark import LFWIndex
 
 
 @pytest.fixture
@@ -45,7 +45,11 @@ def test_interrupted_run_resumes_from_its_partial_file(lfw_photos, tmp_path, mon
 
     monkeypatch.setenv("XCOS_XAI_CACHE", str(tmp_path))
     paths = [str(p) for p in lfw_photos]
-    digest = hashlib.sha256(("\n".join(paths) + dlib.__version__).encode()).hexdigest()[:24]
+    models = [hashlib.sha256(dlib_reference.model_file(n).read_bytes()).hexdigest()
+              for n in ("shape_predictor_5_face_landmarks.dat",
+                        "dlib_face_recognition_resnet_model_v1.dat")]
+    digest = hashlib.sha256("\n".join([*paths, dlib.__version__, *models]).encode()
+                            ).hexdigest()[:24]
     folder = tmp_path / "features"
     folder.mkdir()
     # a run "killed" after two images: their rows hold sentinel values that must be kept
@@ -76,3 +80,20 @@ def test_distances_use_only_the_paired_images(monkeypatch):
     dist = dlib_reference.reference_distances(paths, index, workers=1, progress=False)
     assert seen["paths"] == ["1", "4", "9"]
     np.testing.assert_allclose(dist, [3.0, 8.0])
+
+
+def test_cache_key_follows_the_model_files_content_not_their_path(tmp_path, monkeypatch):
+    real = {n: dlib_reference.model_file(n) for n in dlib_reference._MODEL_FILES}
+    before = dlib_reference.cache_key(["a.jpg", "b.jpg"])
+    moved = {}
+    for name, path in real.items():  # the same bytes elsewhere: the same key
+        moved[name] = tmp_path / "moved" / name
+        moved[name].parent.mkdir(exist_ok=True)
+        moved[name].write_bytes(path.read_bytes())
+    monkeypatch.setattr(dlib_reference, "model_file", lambda n: moved[n])
+    assert dlib_reference.cache_key(["a.jpg", "b.jpg"]) == before
+    name = dlib_reference._MODEL_FILES[1]
+    data = bytearray(moved[name].read_bytes())
+    data[-1] ^= 0xFF  # one byte changed
+    moved[name].write_bytes(bytes(data))
+    assert dlib_reference.cache_key(["a.jpg", "b.jpg"]) != before

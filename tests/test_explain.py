@@ -64,9 +64,54 @@ def test_views(model, photos, tmp_path):
     assert d["same"] == e.same and len(d["cos_map"]) == 4
 
 
+def test_repr_html_renders_offline(model, photos, monkeypatch):
+    """A notebook's display needs no network: plotly.js inlined in the first explanation a
+    kernel shows, reused (not inlined again) by the later ones; never the CDN."""
+    from xcos_xai.explain import pair
+
+    monkeypatch.setattr(pair, "_PLOTLYJS_SHOWN", [False])
+    e = explain_pair(*photos, model=model)
+    first, second = e._repr_html_(), e._repr_html_()
+    assert 'src="http' not in first + second  # nothing fetched (no CDN, no require.js)
+    assert len(first) > 1_000_000 and len(second) < 500_000  # plotly.js once
+    assert "<table>" in second and "Plotly.newPlot" in second
+
+
 def test_assume_aligned_and_no_face(model):
     flat = np.full((150, 150, 3), 120, np.uint8)
     with pytest.raises(ValueError, match="assume_aligned"):
         explain_pair(flat, flat, model=model)
     e = explain_pair(flat, flat, model=model, assume_aligned=True)
     assert e.model_cosine == pytest.approx(1.0, abs=1e-5)
+
+
+def test_every_method_gives_one_explanation_type(model, photos, tmp_path):
+    """explain_pair(method=...) = alignment + the explainer registry: the same xCos numbers
+    for every method, the method's own maps (checked against the explainer run directly)."""
+    from xcos_xai.explainers import create_explainer
+
+    xcos = explain_pair(*photos, model=model)
+    grad = explain_pair(*photos, model=model, method="gradcam")
+    assert (xcos.method, grad.method, grad.label) == ("xcos", "gradcam", "Grad-CAM")
+    for name in ("score", "model_cosine", "threshold", "same"):
+        assert getattr(grad, name) == pytest.approx(getattr(xcos, name), abs=1e-6), name
+    np.testing.assert_allclose(grad.cos_map, xcos.cos_map, atol=1e-6)
+    # xCos's maps: the evidence (S - t) * W of each cell, spread over its pixels
+    assert xcos.map_a.shape == xcos.face_a.shape[:2] == (150, 150)
+    np.testing.assert_allclose(xcos.evidence().sum(), xcos.score - xcos.threshold, atol=1e-5)
+    np.testing.assert_allclose(xcos.map_a[0, 0], xcos.evidence()[0, 0], atol=1e-6)
+    np.testing.assert_allclose(xcos.map_a[-1, -1], xcos.evidence()[-1, -1], atol=1e-6)
+    # Grad-CAM's maps are the explainer's on the same normalised chips
+    chips = torch.from_numpy(np.stack([grad.face_a, grad.face_b])).permute(0, 3, 1, 2)
+    x = model.input_spec.normalize(chips)
+    direct = create_explainer("gradcam", model).attribute(x[:1], x[1:], target="xcos")
+    np.testing.assert_allclose(grad.map_a, direct.map_a[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(grad.map_b, direct.map_b[0].numpy(), atol=1e-6)
+    # the views work for every method
+    fig = grad.figure()
+    assert [t.name for t in fig.data if t.type == "heatmap"] == ["Grad-CAM", "Grad-CAM"]
+    assert grad.save_png(tmp_path / "g.png").stat().st_size > 1000
+    assert "Grad-CAM" in grad.save_html(tmp_path / "g.html").read_text(encoding="utf-8")
+    assert grad.to_dict()["method"] == "gradcam" and "Grad-CAM" in grad._repr_html_()
+    with pytest.raises(ValueError, match="unknown explainer 'nope'"):
+        explain_pair(*photos, model=model, method="nope")

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
+from xcos_xai.apps.compare import select_pairs, to_markdown
 from xcos_xai.explainers import create_explainer, pair_score
-from xcos_xai.explainers.compare import select_pairs, to_markdown
 from xcos_xai.explainers.metrics import (
     curve_auc,
     deletion_curve,

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from xcos_xai.apps.compare import CompareConfig, read_records, run_compare
 from xcos_xai.cli import main
-from xcos_xai.explainers.compare import CompareConfig, read_records, run_compare
 
 
 @pytest.mark.data

@@ -309,6 +309,30 @@ def test_missing_image_folder(tmp_path):
         LFW(tmp_path)
 
 
+def test_the_image_folder_is_a_choice(tmp_path):
+    """The official archives' folders are found (deep-funneled first, as the heads were
+    trained on it); images= names another one, inside the LFW folder or anywhere."""
+    for name in ("lfw", "lfw_funneled"):
+        (tmp_path / name / "Ann_A").mkdir(parents=True)
+    assert LFW(tmp_path).image_root == tmp_path / "lfw_funneled"
+    (tmp_path / "lfw-deepfunneled" / "Ann_A").mkdir(parents=True)
+    assert LFW(tmp_path).image_root == tmp_path / "lfw-deepfunneled"
+    assert LFW(tmp_path, images="lfw").image_root == tmp_path / "lfw"
+    elsewhere = tmp_path / "mine" / "faces"
+    (elsewhere / "Ann_A").mkdir(parents=True)
+    assert LFW(tmp_path, images=elsewhere).image_root == elsewhere
+    # an archive unpacked with its folder twice: the inner one holds the people
+    other = tmp_path / "other"
+    (other / "lfw-funneled" / "lfw-funneled" / "Ann_A").mkdir(parents=True)
+    assert LFW(other).image_root == other / "lfw-funneled" / "lfw-funneled"
+    with pytest.raises(DataNotFoundError, match=r"LFW images not found at .*nope: give "
+                                                r"images= \(command line: --images\)"):
+        LFW(tmp_path, images="nope")
+    with pytest.raises(DataNotFoundError, match=r"LFW images not found at .*mine/lfw-deepfunneled "
+                                                r"\(nor lfw_funneled, lfw-funneled, lfw there\)"):
+        LFW(tmp_path / "mine")
+
+
 # --------------------------------------------------------------------------- the real files
 
 

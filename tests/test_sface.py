@@ -211,8 +211,8 @@ def test_grid_and_head_compose_and_backpropagate(port, faces_bgr):
 
 
 def test_evaluate_takes_the_model(tmp_path):
+    from xcos_xai.apps.lfw_report import MODELS, run_lfw_evaluation
     from xcos_xai.cli import build_parser
-    from xcos_xai.evaluation.lfw_report import MODELS, run_lfw_evaluation
 
     args = build_parser().parse_args(["evaluate", "--model", "sface", "--reference"])
     assert args.model == "sface" and args.reference

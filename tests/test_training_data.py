@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from xcos_xai.data.folders import IdentityFolders
+from xcos_xai.testing import TinyFaceNet  # importing it registers tiny_facenet
 from xcos_xai.training.config import ConfigError, ValSet, load_config
 from xcos_xai.training.data import PairDataset, _balanced_folds, build_val_set, to_chip
 from xcos_xai.training.engine import Trainer, train
@@ -81,8 +82,6 @@ def test_freeze_prefixes(tmp_path):
 def test_head_only_recipe_wraps_the_plugin_trainer(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from xcos_xai.training.tiny import TinyFaceNet
-
     torch.manual_seed(0)
     save_file(TinyFaceNet().state_dict(), str(tmp_path / "t.safetensors"))
     cfg = _tiny_cfg(tmp_path, **{
@@ -96,3 +95,39 @@ def test_head_only_recipe_wraps_the_plugin_trainer(tmp_path):
         train(_tiny_cfg(tmp_path / "c", **{
             "run.recipe": "head_only", "model.pretrained": str(tmp_path / "t.safetensors"),
             "head_only": "{epochz = 2}"}))
+
+
+def test_head_only_features_come_from_the_feature_cache(tmp_path, monkeypatch):
+    """A source that names its files and its aligner (as LFW people do) goes through the
+    feature cache: the same grids and embeddings as computed in memory, and a second call
+    does not align (or run the backbone on) anything."""
+    from types import SimpleNamespace
+
+    from xcos_xai.training.engine import source_features
+
+    monkeypatch.setenv("XCOS_XAI_CACHE", str(tmp_path / "cache"))
+    folders = IdentityFolders(write_identity_folders(tmp_path / "data", n_identities=3,
+                                                     n_images=2, size=32))
+
+    class Aligner:  # the synthetic images are the chips already
+        chip_size, calls = 32, 0
+
+        def config(self):
+            return {"stub": "synthetic chips"}
+
+        def align_many(self, paths, workers=1, progress=False):
+            Aligner.calls += len(paths)
+            return [SimpleNamespace(chip=np.asarray(Image.open(p).convert("RGB")))
+                    for p in paths]
+
+    people = SimpleNamespace(paths=folders.paths, labels=folders.labels, aligner=Aligner())
+    torch.manual_seed(0)
+    backbone = TinyFaceNet().eval()
+    ref_grids, ref_embs = source_features(backbone, folders, "cpu", progress=False)
+    grids, embs = source_features(backbone, people, "cpu", progress=False)
+    assert Aligner.calls == 6 and grids.dtype == ref_grids.dtype == torch.float16
+    torch.testing.assert_close(grids, ref_grids)
+    torch.testing.assert_close(embs, ref_embs)
+    again, _ = source_features(backbone, people, "cpu", progress=False)
+    assert Aligner.calls == 6 and torch.equal(again, grids)  # answered by the cache
+    assert len(list((tmp_path / "cache" / "features").glob("*.safetensors"))) == 1

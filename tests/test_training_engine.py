@@ -19,13 +19,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from xcos_xai.core import CosFaceHead, XCosHead
-from xcos_xai.training import engine
+from xcos_xai.testing import TinyFaceNet
+from xcos_xai.training import engine, validation
 from xcos_xai.training.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from xcos_xai.training.config import ConfigError, load_config
 from xcos_xai.training.engine import Trainer, train
 from xcos_xai.training.model import XCosTrainModule, freeze_unused_parameters
 from xcos_xai.training.synthetic import write_identity_folders
-from xcos_xai.training.tiny import TinyFaceNet
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -81,7 +81,8 @@ def _env() -> dict:
 
 
 def _train_cmd(*args) -> list[str]:
-    return [sys.executable, str(REPO / "training" / "train.py"), *args]
+    return [sys.executable, str(REPO / "training" / "train.py"), "--import", "xcos_xai.testing",
+            *args]
 
 
 # ----------------------------------------------------------------------------- in-process
@@ -315,12 +316,12 @@ def test_rank_without_validation_pairs_contributes_nothing():
               {"xcos": (np.array([2]), np.array([0.75])),
                "teacher_cosine": (np.array([2]), np.array([0.9]))},
               {}]
-    merged = engine._merge_shards(shards, 3)
+    merged = validation.merge_shards(shards, 3)
     assert sorted(merged) == ["teacher_cosine", "xcos"]
     assert merged["xcos"].tolist() == [0.5, -0.25, 0.75]
     assert merged["teacher_cosine"].tolist() == [0.4, -0.1, 0.9]
-    assert engine._merge_shards([{}, {}], 0) == {}
-    two = engine._merge_shards([{"xcos": (np.array([0, 2]), np.array([1.0, 3.0]))},
+    assert validation.merge_shards([{}, {}], 0) == {}
+    two = validation.merge_shards([{"xcos": (np.array([0, 2]), np.array([1.0, 3.0]))},
                                 {"xcos": (np.array([1]), np.array([2.0]))}], 3)
     assert two["xcos"].tolist() == [1.0, 2.0, 3.0]
 
@@ -363,7 +364,7 @@ def test_two_process_torchrun_equals_one_process_same_global_batch(assets, tmp_p
     two = tmp_path / "two"
     train(load_config(None, _overrides(assets, one, **steps, **{"optim.accum_steps": 2})))
     proc = subprocess.run([str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
-                           str(REPO / "training" / "train.py"),
+                           str(REPO / "training" / "train.py"), "--import", "xcos_xai.testing",
                            *sum((["--set", o] for o in _overrides(assets, two, **steps)), [])],
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -39,6 +39,15 @@ def heatmaps(fig):
     return [t for t in fig.data if t.type == "heatmap"]
 
 
+WHITE = "rgb(247, 247, 247)"  # the middle of ColorBrewer's RdBu
+
+
+def white_point(heat) -> float:
+    """The value a heat map draws white: its colour scale's middle stop, in data units."""
+    (position,) = [p for p, colour in heat.colorscale if colour == WHITE]
+    return heat.zmin + position * (heat.zmax - heat.zmin)
+
+
 # ------------------------------------------------------------------ failure table / browser
 
 
@@ -93,6 +102,36 @@ def test_failure_browser_filters_sorts_and_explains():
     assert [v for _, v in browser.failure.options] == [3, 0]
     assert browser.failure.value == 3
     assert sorted(set(calls)) == [0, 1, 3, 5]  # never explains a correct pair
+
+
+def test_failure_browser_marks_alignment_failures():
+    scores = np.array([0.9, 0.2, 0.7, 0.55, 0.1, 0.4])
+    same = np.array([False, True, True, False, False, True])
+    notes = {1: "face B: no face found: fixed box", 3: "face A: 2 faces: took the largest",
+             5: "face A: black band: 21 % outside the photo"}
+
+    def explain(i):
+        e = fake_explanation(np.full((2, 2), scores[i]), np.full((2, 2), 0.25), threshold=0.5,
+                             score=scores[i])
+        e.info = {"face_b": {"n_faces_found": 0, "reason": "no face detected: fallback box"}}
+        e.face_a = e.face_b = np.full((8, 8, 3), 120, np.uint8)  # grey: no black band
+        return e
+
+    browser = FailureBrowser(scores, same, np.full(6, 0.5), explain,
+                             notes=lambda i: notes.get(i, ""))
+    table = browser.table.set_index("pair")
+    assert table.loc[1, "alignment"] == notes[1] and table.loc[0, "alignment"] == ""
+    # several faces alone is a note, not an alignment failure
+    assert table["alignment_failure"].to_dict() == {0: False, 1: True, 5: True, 3: False}
+    labels = dict((v, k) for k, v in browser.failure.options)
+    assert labels[1].startswith("⚠ false reject") and labels[5].startswith("⚠ false reject")
+    assert labels[0].startswith("false accept") and labels[3].startswith("false accept")
+    assert "2 alignment failures" in browser.header.value
+    # the selected pair's own note (from its explanation's face info) under its summary
+    assert "face B: no face found: fixed box" in browser.summary.value
+    fig = browser.figure
+    assert [a.text for a in fig.layout.annotations if a.name == "note face B"] == [
+        "no face found: fixed box"]
 
 
 def test_failure_browser_needs_failures():
@@ -199,6 +238,25 @@ def test_attention_ablation_accuracies_by_hand():
     assert "T=31.6" in ab.bars.data[0].x[0]
 
 
+def test_attention_ablation_bars_keep_their_axis_and_say_what_is_red():
+    ab = toy_ablation()
+    y_range = tuple(ab.bars.layout.yaxis.range)
+    low = float((ab.table.accuracy_mean - ab.table.accuracy_std).min())
+    assert y_range[0] <= low and y_range[1] == 100.5  # every bar and error bar on the axis
+    for t in (0.1, 10 ** 1.5, 1.0):  # the axis does not jump while the sliders move
+        ab.temperature.value = t
+        assert tuple(ab.bars.layout.yaxis.range) == y_range
+    ab.variant.value = "uniform"
+    bars = ab.bars.data[0]
+    assert bars.marker.color[1] == "#d6604d" and bars.marker.color[0] != "#d6604d"
+    legend = [t.name for t in ab.bars.data[1:]]
+    assert legend == ["the variant shown on one pair below", "model cosine 100.00 %"]
+    # values at the foot of the visible bars, clear of the error bars and the reference line
+    values = [a for a in ab.bars.layout.annotations if a.name == "value"]
+    assert [a.text for a in values] == [f"{v:.2f}" for v in ab.table.accuracy_mean]
+    assert all(a.y == y_range[0] and a.yanchor == "bottom" for a in values)
+
+
 def test_attention_ablation_one_pair_view():
     ab = toy_ablation()
     ab.pair.value = 2  # genuine
@@ -227,7 +285,9 @@ def test_pair_figure_threshold_and_overlay():
     e = fake_explanation(s, w, threshold=0.5)  # score 0.36+0.05+0.21+0.02 = 0.64
     fig = pair_figure(e, threshold=0.7)
     s_heat, _, ev_heat = heatmaps(fig)
-    assert (s_heat.zmin + s_heat.zmax) / 2 == pytest.approx(0.7)
+    # S from min(S, 2t - 1) = min(0.1, 0.4) = 0.1 to 1, white at the threshold 0.7
+    assert (s_heat.zmin, s_heat.zmax) == (pytest.approx(0.1), 1.0)
+    assert white_point(s_heat) == pytest.approx(0.7)
     np.testing.assert_allclose(ev_heat.z, (s - 0.7) * w)
     assert "vs threshold 0.7000: different people" in fig.layout.title.text
     assert "same person" in pair_figure(e).layout.title.text
@@ -237,6 +297,29 @@ def test_pair_figure_threshold_and_overlay():
     np.testing.assert_allclose(over[0].z, (s - 0.7) * w)
     # cells cover the 8x8 face: centres at 1.5 and 5.5 (pixel centres at integers)
     assert over[0].x0 == pytest.approx(1.5) and over[0].dx == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("threshold", [-1.0, -0.3, 0.0, 0.5, 0.9, 0.999, 1.0])
+@pytest.mark.parametrize("cos_map", [
+    [[0.99, 0.98], [0.97, 1.0]],  # everything near 1 (the old scale ran to 1.2-1.5 here)
+    [[0.9, -0.95], [0.2, 0.5]],
+    [[-1.0, -0.999], [-0.5, 0.0]],
+])
+def test_s_colour_scale_never_exceeds_a_cosine(cos_map, threshold):
+    from xcos_xai.viz.pair_figure import pair_figure
+
+    s = np.asarray(cos_map)
+    e = fake_explanation(s, np.full((2, 2), 0.25), threshold=threshold)
+    s_heat = heatmaps(pair_figure(e))[0]
+    assert s_heat.zmax == 1.0 and -1.0 <= s_heat.zmin < 1.0
+    assert s_heat.zmin <= e.cos_map.min()  # every cell on the scale, none clipped
+    assert s_heat.zmin <= 2 * threshold - 1 or s_heat.zmin == -1.0
+    positions = [p for p, _ in s_heat.colorscale]
+    assert positions[0] == 0.0 and positions[-1] == 1.0 and positions == sorted(positions)
+    assert white_point(s_heat) == pytest.approx(threshold)
+    # the colour bar lies under its panel: horizontal, within the panel's x range
+    bar = s_heat.colorbar
+    assert bar.orientation == "h" and bar.yanchor == "top"
 
 
 def test_sync_figure_refuses_other_traces():
@@ -265,7 +348,8 @@ def test_pair_explorer_threshold_flips_the_decision(explorer):
     assert explorer.decision is True
     assert "same person" in explorer.figure.layout.title.text
     s_heat = heatmaps(explorer.figure)[0]
-    assert (s_heat.zmin + s_heat.zmax) / 2 == pytest.approx(explorer.threshold.value)
+    assert white_point(s_heat) == pytest.approx(explorer.threshold.value)
+    assert s_heat.zmax == 1.0
     np.testing.assert_allclose(np.asarray(heatmaps(explorer.figure)[2].z),
                                (e.cos_map - explorer.threshold.value) * e.attention, atol=1e-6)
     explorer.threshold.value = round(e.score + 0.01, 3)
@@ -289,14 +373,27 @@ def test_pair_explorer_pairs_opacity_and_files(explorer, tmp_path):
     explorer.path_a.value = str(tmp_path / "missing.jpg")
     explorer.path_b.value = str(tmp_path / "missing.jpg")
     explorer.explain_files.click()
-    assert "missing.jpg" in explorer.status.value and explorer.explanation is e
-    from xcos_xai.evaluation.photo_demo import shipped_photos
+    # the error beside the button that caused it, nothing else changed
+    assert "missing.jpg" in explorer.files_status.value and explorer.explanation is e
+    assert explorer.status.value == "" and explorer.pair.value == 1
+    from xcos_xai.apps.photo_demo import shipped_photos
 
     a, b = shipped_photos().values()
+    n = len(explorer.pairs)
+    # the two files of pair 0: "pair #" goes there, no copy is added
     explorer.path_a.value, explorer.path_b.value = str(a), str(b)
     explorer.explain_files.click()
-    assert explorer.pair_label.value == f"{a.name} vs {b.name}"
-    assert explorer.explanation.model_cosine < 0.9  # two different people
+    assert explorer.files_status.value == "" and explorer.pair.value == 0
+    assert len(explorer.pairs) == n and explorer.explanation.model_cosine < 0.9
+    # a new pair (B against A): it becomes the last pair, and "pair #" says so
+    explorer.path_a.value, explorer.path_b.value = str(b), str(a)
+    explorer.explain_files.click()
+    assert explorer.pair_label.value == f"{b.name} vs {a.name}"
+    assert len(explorer.pairs) == n + 1 and explorer.pair.value == n == explorer.pair.max
+    explorer.explain_files.click()  # the same photos again: no second copy
+    assert len(explorer.pairs) == n + 1 and explorer.pair.value == n
+    explorer.pair.value = 1  # and back
+    assert "mirror" in explorer.pair_label.value and explorer.explanation is e
 
 
 def test_source_key_is_the_content_not_the_object(tmp_path):
@@ -316,7 +413,7 @@ def test_source_key_is_the_content_not_the_object(tmp_path):
 def test_pair_explorer_cache_follows_the_photos_not_the_object_id(explorer):
     """A typed pair is a short-lived PairSource: once the next one replaces it, CPython may
     give a new object its id. A cache keyed by id() then shows the old pair's explanation."""
-    from xcos_xai.evaluation.photo_demo import shipped_photos
+    from xcos_xai.apps.photo_demo import shipped_photos
 
     a, b = (str(p) for p in shipped_photos().values())
     source = PairSource("typed", a, b)
@@ -402,3 +499,35 @@ def test_attention_ablation_on_lfw_reproduces_the_evaluation(lfw_evaluation):
     assert after["learned, top-k masked"] == pytest.approx(expected, abs=1e-6)
     assert after["learned, top-k masked"] < before["learned"] - 2  # one cell is far worse
     assert after["learned"] == before["learned"]
+
+
+@pytest.mark.data
+def test_alignment_notes_of_known_lfw_failures(lfw_root):
+    """Two false rejects of the bundled heads whose faces were not found cleanly (looked at by
+    eye): pair 1483's first photo is cropped past the photo's edge (a black band down its left
+    side), pair 2669's second photo has no detectable face (the fixed LFW box is used)."""
+    import warnings
+
+    from xcos_xai.data.align import MultipleFacesWarning, lfw_aligner
+    from xcos_xai.data.lfw import LFW
+    from xcos_xai.viz.notes import face_notes, is_alignment_failure, padding_share
+
+    lfw, aligner = LFW(lfw_root), lfw_aligner()
+    frame = lfw.pairs_frame()
+
+    def notes(i):
+        r = frame.iloc[i]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MultipleFacesWarning)
+            faces = [aligner(lfw.image_root / r[f"path_{s}"]) for s in "ab"]
+        return faces, ["; ".join(face_notes({"n_faces_found": f.n_faces_found,
+                                             "reason": f.reason}, f.chip)) for f in faces]
+
+    faces, (a, b) = notes(1483)
+    assert a.startswith("black band") and b == ""
+    assert 0.15 < padding_share(faces[0].chip) < 0.3  # about a fifth of the columns
+    _, (a, b) = notes(2669)
+    assert a == "2 faces: took the largest" and b == "no face found: fixed box"
+    assert is_alignment_failure(f"face A: {a}; face B: {b}")
+    _, (a, b) = notes(0)  # a clean pair
+    assert (a, b) == ("", "")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xcos_xai._io import atomic_save_safetensors
+from xcos_xai.apps.lfw_benchmark import held_out_xcos, lfw_features, model_scores
 from xcos_xai.evaluation.attention_stats import summarize_attention
-from xcos_xai.evaluation.features import atomic_save_safetensors
-from xcos_xai.evaluation.lfw_benchmark import held_out_xcos, lfw_features, model_scores
 from xcos_xai.evaluation.protocol import ten_fold_accuracy
 from xcos_xai.training.plugin import PluginConfig
 

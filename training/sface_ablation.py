@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xcos_xai.evaluation.lfw_benchmark import lfw_features, score_pairs
+from xcos_xai.apps.lfw_benchmark import lfw_features, score_pairs
 from xcos_xai.evaluation.protocol import ten_fold_accuracy
 from xcos_xai.models import create_backbone
 from xcos_xai.pretrained import load_head

@@ -6,18 +6,32 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
+
+from ._env import dataset_dir
+from .apps.compare import run_compare
+from .apps.lfw_report import run_lfw_evaluation
+from .apps.photo_demo import run_photo_demo
+from .data.align import MultipleFacesWarning, NoFaceError
+from .data.lfw import IMAGE_FOLDERS
+from .evaluation.faithfulness import CompareConfig, to_markdown
+from .explain import explain_pair
+from .explainers import list_explainers
+from .pretrained import load_pretrained
+from .training.run import add_arguments as add_train_arguments
+from .training.run import run as run_training
+from .viz.notes import notes_line
+
+IMAGES_HELP = ("the LFW image folder: a name inside the LFW folder or a path (default: the "
+               "first of " + ", ".join(IMAGE_FOLDERS) + " found there)")
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .data.align import NoFaceError
-    from .explain import explain_pair
-    from .pretrained import load_pretrained
-
     model = load_pretrained(attention=args.attention)
     try:
         expl = explain_pair(args.image_a, args.image_b, model=model,
-                            assume_aligned=args.assume_aligned)
+                            assume_aligned=args.assume_aligned, method=args.method)
     except NoFaceError as err:  # its fix is worded for Python: give the flag's name too
         raise NoFaceError(f"{err} (command line: --assume-aligned)") from None
     out = Path(args.out)
@@ -28,32 +42,28 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     verdict = "same person" if expl.same else "different people"
     print(f"xCos {expl.score:.4f} (threshold {expl.threshold:.4f}): {verdict}; "
           f"model cosine {expl.model_cosine:.4f}")
+    if notes_line(expl):  # how the faces were found, when not cleanly (one line, no paths)
+        print(f"note: {notes_line(expl)}")
     print(f"wrote {out / 'explanation.html'}, explanation.png, explanation.json")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.lfw_report import run_lfw_evaluation
-
     start = time.perf_counter()
-    table = run_lfw_evaluation(Path(args.out), root=args.lfw, workers=args.workers,
-                               reference=args.reference, report=args.report,
-                               model=getattr(args, "model", "dlib"))
+    table = run_lfw_evaluation(Path(args.out), root=args.lfw, images=args.images,
+                               workers=args.workers, reference=args.reference,
+                               report=args.report, model=getattr(args, "model", "dlib"))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"evaluation took {time.perf_counter() - start:.1f} s; results in {args.out}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._env import dataset_dir
-
     lfw = dataset_dir("lfw", required=False)
     if lfw is not None:
         print(f"LFW found at {lfw}: running the LFW View-2 evaluation and the report")
-        args.lfw, args.reference, args.report = str(lfw), False, True
+        args.lfw, args.images, args.reference, args.report = str(lfw), None, False, True
         return _cmd_evaluate(args)
-    from .evaluation.photo_demo import run_photo_demo
-
     print("No LFW under XCOS_XAI_DATA: explaining photos that installed packages ship "
           "(matplotlib's grace_hopper.jpg, scikit-image's astronaut.png)")
     path = run_photo_demo(Path(args.out))
@@ -62,15 +72,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.run import run
+    return run_training(args)
 
-    return run(args)
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``xcos-xai compare`` options (defaults: :class:`CompareConfig`'s)."""
+    d = CompareConfig()
+    parser.add_argument("--lfw", default=None, help="LFW folder (default: $XCOS_XAI_DATA/lfw)")
+    parser.add_argument("--images", default=None, help=IMAGES_HELP)
+    parser.add_argument("--out", default="outputs/compare", help="output folder")
+    parser.add_argument("--pairs", type=int, default=d.n_pairs,
+                        help="pairs, a multiple of 20 (balanced per fold and class)")
+    parser.add_argument("--methods", default=",".join(d.methods),
+                        help="comma-separated explainers (default: all registered)")
+    parser.add_argument("--target", default=d.target, choices=["xcos", "model_cosine"],
+                        help="the explained pair score")
+    parser.add_argument("--default-head", action="store_true",
+                        help="use the default head for every pair instead of the fold heads")
+    parser.add_argument("--deletion-step", type=float, default=d.deletion_step,
+                        help="replaced fraction per deletion step (0.05: 21 points, 0..100 %%)")
+    parser.add_argument("--insertion-step", type=float, default=d.insertion_step,
+                        help="restored fraction per insertion step")
+    parser.add_argument("--ig-steps", type=int, default=d.ig_steps)
+    parser.add_argument("--smoothgrad-samples", type=int, default=d.smoothgrad_samples)
+    parser.add_argument("--localisation", type=int, default=d.n_localisation,
+                        help="genuine pairs used for the localisation game")
+    parser.add_argument("--sensitivity", type=int, default=d.n_sensitivity,
+                        help="pairs for Captum's sensitivity_max")
+    parser.add_argument("--randomisation", type=int, default=d.n_randomisation,
+                        help="pairs for the model-randomisation check")
+    parser.add_argument("--workers", type=int, default=1, help="processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--seed", type=int, default=d.seed)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .explainers.compare import main_compare
-
-    return main_compare(args)
+    config = CompareConfig(
+        n_pairs=args.pairs, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        target=args.target, fold_heads=not args.default_head, ig_steps=args.ig_steps,
+        deletion_step=args.deletion_step, insertion_step=args.insertion_step,
+        smoothgrad_samples=args.smoothgrad_samples, n_localisation=args.localisation,
+        n_sensitivity=args.sensitivity, n_randomisation=args.randomisation, seed=args.seed,
+        threads=args.threads)
+    start = time.perf_counter()
+    table, curves = run_compare(args.out, root=args.lfw, config=config, workers=args.workers,
+                                images=args.images)
+    print(to_markdown(table))
+    print(f"compare took {time.perf_counter() - start:.1f} s; results in {args.out} "
+          "(table.csv, table.md, table.json, curves.html, curves.png, example_*.png)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="LFW View-2 10-fold evaluation of every scorer")
     ev.add_argument("--lfw", default=None, help="LFW folder (default: $XCOS_XAI_DATA/lfw)")
+    ev.add_argument("--images", default=None, help=IMAGES_HELP)
     ev.add_argument("--out", default="outputs/lfw", help="output folder")
     ev.add_argument("--workers", type=int, default=2, help="processes for face alignment")
     ev.add_argument("--model", default="dlib", choices=["dlib", "sface"],
@@ -101,22 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="outputs/explain", help="output folder")
     ex.add_argument("--assume-aligned", action="store_true",
                     help="take the images as already aligned faces (no detection)")
+    ex.add_argument("--method", default="xcos", choices=list_explainers(),
+                    help="the explanation method (default: xCos's own maps)")
     ex.add_argument("--attention", default=None, choices=[None, "uniform"],
                     help="replace the learned attention (ablation)")
     ex.set_defaults(func=_cmd_explain)
 
     cmp = sub.add_parser("compare", help="every pair explainer (xCos, Grad-CAM, IG, ...) on "
                                          "LFW pairs: faithfulness, localisation, cost")
-    from .explainers.compare import add_compare_arguments
-
     add_compare_arguments(cmp)
     cmp.set_defaults(func=_cmd_compare)
 
-    from .training.run import add_arguments
-
     tr = sub.add_parser("train", help="train an xCos model from a TOML/YAML configuration "
                                       "(torchrun-ready; see training/configs/)")
-    add_arguments(tr)
+    add_train_arguments(tr)
     tr.set_defaults(func=_cmd_train)
     return parser
 
@@ -124,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            if not sys.warnoptions:  # (python -W ... shows them again, for developers)
+                # the outputs carry a short detection note instead of a warning with paths
+                warnings.simplefilter("ignore", MultipleFacesWarning)
+            return args.func(args)
     except (ValueError, OSError, TypeError, FloatingPointError) as err:
         # OSError: also FileNotFoundError; FloatingPointError: a diverging training loss
         message = " ".join(str(err).split())  # always one line

@@ -12,10 +12,11 @@ from .attention import (
 from .cosine import patch_cosine_map
 from .margin import ArcFaceHead, CosFaceHead, create_margin_head
 from .model import XCosModel
-from .xcos import XCosHead, XCosOutput, xcos_from_maps
+from .xcos import XCosHead, XCosOutput, evidence_map, xcos_from_maps
 
 __all__ = [
     "ArcFaceHead", "CosFaceHead", "GridAdapter", "MaskedAttention", "NormAttention",
     "PriorAttention", "UniformAttention", "XCosAttention", "XCosHead", "XCosModel", "XCosOutput",
-    "build_attention", "create_margin_head", "patch_cosine_map", "xcos_from_maps",
+    "build_attention", "create_margin_head", "evidence_map", "patch_cosine_map",
+    "xcos_from_maps",
 ]

@@ -22,8 +22,13 @@ from torch import nn
 from ._checks import check_pair
 
 
-def _softmax_cells(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``(B, H, W)`` logits to weights summing to 1 over the H*W cells."""
+def softmax_cells(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``(B, H, W)`` logits to weights summing to 1 over the H*W cells (``T > 0``).
+
+    Example:
+        >>> softmax_cells(torch.zeros(1, 2, 2), 1.0).tolist()
+        [[[0.25, 0.25], [0.25, 0.25]]]
+    """
     b, h, w = logits.shape
     return torch.softmax(logits.reshape(b, h * w) / temperature, dim=1).reshape(b, h, w)
 
@@ -85,7 +90,7 @@ class XCosAttention(nn.Module):
         return 0.5 * (ab + ba)
 
     def forward(self, grid_a: torch.Tensor, grid_b: torch.Tensor) -> torch.Tensor:
-        return _softmax_cells(self.logits(grid_a, grid_b), self.temperature)
+        return softmax_cells(self.logits(grid_a, grid_b), self.temperature)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, symmetric={self.symmetric}"
@@ -101,22 +106,29 @@ class UniformAttention(nn.Module):
 
 
 class PriorAttention(nn.Module):
-    """A fixed weighting: the given non-negative ``(H, W)`` map, normalised to sum 1."""
+    """A fixed weighting: the given non-negative ``(H, W)`` map (or one ``(B, H, W)`` map per
+    pair), normalised to sum 1."""
 
     def __init__(self, prior: torch.Tensor):
         super().__init__()
-        prior = torch.as_tensor(prior, dtype=torch.float32)
-        if prior.dim() != 2:
-            raise ValueError(f"prior must be an (H, W) map, got shape {tuple(prior.shape)}")
-        if not torch.isfinite(prior).all() or (prior < 0).any() or prior.sum() <= 0:
+        prior = torch.as_tensor(prior)
+        prior = prior if prior.is_floating_point() else prior.float()
+        if prior.dim() not in (2, 3):
+            raise ValueError(f"prior must be an (H, W) or (B, H, W) map, got shape "
+                             f"{tuple(prior.shape)}")
+        total = prior.flatten(-2).sum(-1)
+        if not torch.isfinite(prior).all() or (prior < 0).any() or (total <= 0).any():
             raise ValueError("prior must be finite, non-negative and not all zero")
-        self.register_buffer("prior", prior / prior.sum())
+        self.register_buffer("prior", prior / total[..., None, None])
 
     def forward(self, grid_a: torch.Tensor, grid_b: torch.Tensor) -> torch.Tensor:
         check_pair("grid_a", grid_a, "grid_b", grid_b)
-        if tuple(grid_a.shape[-2:]) != tuple(self.prior.shape):
-            raise ValueError(f"prior is {tuple(self.prior.shape)} but the grid is "
+        if tuple(grid_a.shape[-2:]) != tuple(self.prior.shape[-2:]):
+            raise ValueError(f"prior is {tuple(self.prior.shape[-2:])} but the grid is "
                              f"{tuple(grid_a.shape[-2:])}: give a prior of the grid's size")
+        if self.prior.dim() == 3 and self.prior.shape[0] != grid_a.shape[0]:
+            raise ValueError(f"prior has {self.prior.shape[0]} maps but the batch has "
+                             f"{grid_a.shape[0]} pairs")
         return self.prior.to(grid_a.dtype).expand(grid_a.shape[0], -1, -1)
 
 
@@ -193,7 +205,7 @@ class NormAttention(nn.Module):
         return z
 
     def forward(self, grid_a: torch.Tensor, grid_b: torch.Tensor) -> torch.Tensor:
-        return _softmax_cells(self.logits(grid_a, grid_b), self.temperature)
+        return softmax_cells(self.logits(grid_a, grid_b), self.temperature)
 
     def extra_repr(self) -> str:
         return (f"grid={tuple(self.cell_bias.shape)}, temperature={self.temperature}, "

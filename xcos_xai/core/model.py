@@ -6,19 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_image_pair
 from .xcos import XCosHead, XCosOutput
-
-
-def _check_images(name: str, x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a (B, 3, H, W) float tensor of preprocessed faces, "
-                         f"got {shape}: align and normalise faces with the model's input_spec")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor, got {x.dtype}: normalise it with "
-                        "model.input_spec.normalize(...)")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf values: check the preprocessing")
 
 
 class XCosModel(nn.Module):
@@ -60,11 +49,7 @@ class XCosModel(nn.Module):
 
     def grids(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both faces' backbone grids from one batched backbone call."""
-        _check_images("x_a", x_a)
-        _check_images("x_b", x_b)
-        if x_a.shape != x_b.shape:
-            raise ValueError(f"x_a and x_b must have the same shape, got {tuple(x_a.shape)} "
-                             f"and {tuple(x_b.shape)}")
+        check_image_pair(x_a, x_b)
         # Named here, before the backbone's own checks see the concatenated batch.
         size = getattr(getattr(self.backbone, "input_spec", None), "size", None)
         if size is not None and tuple(x_a.shape[2:]) != tuple(size):

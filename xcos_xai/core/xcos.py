@@ -32,6 +32,20 @@ class XCosOutput(NamedTuple):
     model_cosine: torch.Tensor | None = None
 
 
+def evidence_map(cos_map, attention, threshold: float):
+    """The evidence ``(S - t) * W``: each cell's share of ``score - t`` (it sums to
+    ``score - t``; positive cells push towards "same person"). The one place it is computed:
+    tensors or arrays of one shape (``(H, W)`` or ``(B, H, W)``) in, the same out.
+
+    Example:
+        >>> s = torch.tensor([[1.0, 0.0], [0.5, -1.0]])
+        >>> w = torch.tensor([[0.4, 0.1], [0.4, 0.1]])
+        >>> evidence_map(s, w, 0.5).tolist()  # sums to 0.5 - 0.5 = 0
+        [[0.20000000298023224, -0.05000000074505806], [0.0, -0.15000000596046448]]
+    """
+    return (cos_map - threshold) * attention
+
+
 def xcos_from_maps(cos_map: torch.Tensor, attention: torch.Tensor) -> XCosOutput:
     """Combine S and W: ``contribution = S * W`` and ``score = contribution.sum((1, 2))``.
 

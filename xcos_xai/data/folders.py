@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .align import lfw_aligner
 from .images import load_image
 
 __all__ = ["IMAGE_EXTENSIONS", "IdentityFolders", "LFWPeople"]
@@ -86,14 +87,12 @@ class LFWPeople:
         lfw: an :class:`~xcos_xai.data.lfw.LFW`.
         folds: ``people.txt`` folds (0-9) whose people are used; ``None`` for all.
         min_images: keep people with at least this many images.
-        aligner: a ``FaceAligner``; default ``FaceAligner.for_lfw`` with the chip cache.
+        aligner: a ``FaceAligner``; default :func:`~xcos_xai.data.align.lfw_aligner` (the shared
+            chip cache).
     """
 
     def __init__(self, lfw, folds: Iterable[int] | None = None, min_images: int = 1,
                  aligner=None):
-        from .._env import cache_dir
-        from .align import FaceAligner
-
         wanted = None if folds is None else {int(f) for f in folds}
         people = sorted((name, count) for fold, name, count in lfw.people()
                         if (wanted is None or fold in wanted) and count >= min_images)
@@ -106,7 +105,7 @@ class LFWPeople:
         self.labels = np.asarray([k for k, (_, count) in enumerate(people)
                                   for _ in range(count)], dtype=np.int64)
         self.num_classes = len(people)
-        self.aligner = aligner or FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+        self.aligner = aligner or lfw_aligner()
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -57,6 +57,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["MAX_PIXELS", "MIN_SIDE", "ImageError", "describe_source", "load_image"]
@@ -169,8 +170,6 @@ def _from_array(arr: np.ndarray, what: str, max_pixels: int, min_side: int) -> n
 
 
 def _tensor_to_numpy(tensor, what: str) -> np.ndarray:
-    import torch
-
     t = tensor.detach()
     if t.is_complex() or t.dtype == torch.bool:
         raise ImageError(f"{what}: unsupported pixel type {t.dtype}; give uint8 or float "

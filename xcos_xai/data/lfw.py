@@ -248,21 +248,50 @@ def parse_people(text: str, source: str = "people.txt",
 # --------------------------------------------------------------------------- on disk
 
 
+IMAGE_FOLDERS = ("lfw-deepfunneled", "lfw_funneled", "lfw-funneled", "lfw")
+"""The image folders of the official LFW tarballs (``lfw-deepfunneled.tgz``,
+``lfw-funneled.tgz``, ``lfw.tgz``), in the order :class:`LFW` looks for them. The bundled
+heads were trained on deep-funneled images (and the LFW alignment fallback box is theirs)."""
+
+
+def find_image_folder(root: Path, images: str | Path | None = None) -> Path:
+    """The LFW image folder: ``images`` (a folder name inside ``root``, or a path), or the
+    first of :data:`IMAGE_FOLDERS` found in ``root``. A folder that only holds one folder of
+    its own name (as some archives unpack) is entered."""
+    if images is None:
+        found = [root / name for name in IMAGE_FOLDERS if (root / name).is_dir()]
+        if not found:
+            raise DataNotFoundError(
+                f"LFW images not found at {root / IMAGE_FOLDERS[0]} (nor "
+                f"{', '.join(IMAGE_FOLDERS[1:])} there): point XCOS_XAI_DATA (or root=) at the "
+                "folder holding pairs.txt and an image folder as an official archive unpacks "
+                "it, or name yours with images= (command line: --images)")
+        folder = found[0]
+    else:
+        folder = Path(images).expanduser()
+        folder = folder if folder.is_absolute() else root / folder
+        if not folder.is_dir():
+            raise DataNotFoundError(f"LFW images not found at {folder}: give images= (command "
+                                    "line: --images) the image folder, e.g. one of "
+                                    f"{', '.join(IMAGE_FOLDERS)}")
+    inner = folder / folder.name
+    entries = list(folder.iterdir())
+    return inner if entries == [inner] and inner.is_dir() else folder
+
+
 class LFW:
     """LFW on disk: ``root`` holds the protocol files and the image folder.
 
     Args:
         root: the LFW folder; default ``$XCOS_XAI_DATA/lfw`` (via ``dataset_dir("lfw")``).
-        images: the image folder's name inside ``root`` (``lfw-deepfunneled``).
+        images: the image folder: a name inside ``root`` or a path; default: the first of
+            ``lfw-deepfunneled``, ``lfw_funneled``, ``lfw-funneled``, ``lfw`` (the official
+            archives' folders) found in ``root``.
     """
 
-    def __init__(self, root: str | Path | None = None, images: str = "lfw-deepfunneled"):
+    def __init__(self, root: str | Path | None = None, images: str | Path | None = None):
         self.root = Path(root).expanduser() if root is not None else dataset_dir("lfw")
-        self.image_root = self.root / images
-        if not self.image_root.is_dir():
-            raise DataNotFoundError(f"LFW images not found at {self.image_root}: point "
-                                    "XCOS_XAI_DATA (or root=) at the folder holding "
-                                    f"{images}/ and pairs.txt")
+        self.image_root = find_image_folder(self.root, images)
         self._cache: dict[str, list] = {}
 
     def __repr__(self) -> str:

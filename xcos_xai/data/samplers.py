@@ -1,6 +1,6 @@
 """The paper's pair sampler, made seeded, resumable and safe across workers and DDP ranks.
 
-xCos training (Lin et al., section 3.3 of ``docs/xcos-method.md``) walks over **every image
+xCos training (Lin et al., ACM TOMM 2021, section 3.3) walks over **every image
 once per epoch as the anchor** A; a fair coin picks the partner B:
 
 - genuine: another image of A's identity, uniformly (an identity with a single image has

@@ -11,30 +11,26 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ProcessPoolExecutor
 
+import dlib
 import numpy as np
 from tqdm.auto import tqdm
 
 from .._env import cache_dir
+from .._io import atomic_path, file_sha256
+from ..data.align import LFW_FALLBACK_BOX, choose_face
+from ..models.dlib_dat import model_file
 
 _STATE = {}
+_MODEL_FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
 
 def _init():
-    import dlib
-
-    from ..models.dlib_dat import model_file
-
     _STATE["det"] = dlib.get_frontal_face_detector()
-    _STATE["sp"] = dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
-    _STATE["rec"] = dlib.face_recognition_model_v1(
-        str(model_file("dlib_face_recognition_resnet_model_v1.dat")))
+    _STATE["sp"] = dlib.shape_predictor(str(model_file(_MODEL_FILES[0])))
+    _STATE["rec"] = dlib.face_recognition_model_v1(str(model_file(_MODEL_FILES[1])))
 
 
 def _describe(path: str) -> np.ndarray:
-    import dlib
-
-    from ..data.align import LFW_FALLBACK_BOX, choose_face
-
     if not _STATE:
         _init()
     img = dlib.load_rgb_image(path)
@@ -47,17 +43,16 @@ def _describe(path: str) -> np.ndarray:
 
 
 def _atomic_save_npz(path, **arrays) -> None:
-    import os
-    import tempfile
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+def cache_key(paths: list[str]) -> str:
+    """The descriptors' cache key: the image list, dlib's version and the two networks by
+    their bytes (never their paths: a moved model file is the same model, a changed one not)."""
+    models = [file_sha256(model_file(name)) for name in _MODEL_FILES]
+    return hashlib.sha256("\n".join([*map(str, paths), dlib.__version__, *models]).encode()
+                          ).hexdigest()[:24]
 
 
 def reference_descriptors(paths: list, workers: int = 2, progress: bool = True,
@@ -68,10 +63,8 @@ def reference_descriptors(paths: list, workers: int = 2, progress: bool = True,
     progress is saved every ``checkpoint_every`` images: an interrupted run continues where
     it stopped instead of starting again.
     """
-    import dlib
-
     paths = [str(p) for p in paths]
-    digest = hashlib.sha256(("\n".join(paths) + dlib.__version__).encode()).hexdigest()[:24]
+    digest = cache_key(paths)
     folder = cache_dir() / "features"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"dlib_reference_{digest}.npy"

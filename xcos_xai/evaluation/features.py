@@ -14,17 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .._env import cache_dir
+from .._io import atomic_save_safetensors
+from ..data.align import faces_to_tensor
 
 FORMAT_VERSION = 2  # 2: dlib's forward_all adds the "4x4-local" grid
 
@@ -66,23 +66,6 @@ def _files_fingerprint(paths: Sequence[Path]) -> str:
         st = os.stat(p)
         digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
-                            metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file so that readers only ever see a complete file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _backbone_outputs(backbone, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -135,7 +118,7 @@ def compute_features(backbone: torch.nn.Module, image_paths: Sequence[str | Path
         for start in range(0, len(paths), batch_size * 8):
             chunk = paths[start:start + batch_size * 8]
             faces = aligner.align_many(chunk, workers=workers, progress=False)
-            chips = torch.from_numpy(np.stack([f.chip for f in faces])).permute(0, 3, 1, 2)
+            chips = faces_to_tensor(faces)
             for s in range(0, len(chunk), batch_size):
                 x = spec.normalize(chips[s:s + batch_size]).to(device)
                 for name, value in _backbone_outputs(backbone, x).items():

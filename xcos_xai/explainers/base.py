@@ -13,12 +13,15 @@ give one attribution per face.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..core._checks import check_image_pair, check_same_shape
 
 TARGETS = ("xcos", "model_cosine")
 
@@ -94,9 +97,7 @@ class PairScoreNet(nn.Module):
         self.grid_layer = _GridLayer(model.backbone)
 
     def forward(self, x_a: torch.Tensor, x_b: torch.Tensor) -> torch.Tensor:
-        if x_a.shape != x_b.shape:
-            raise ValueError(f"x_a and x_b must have the same shape, got {tuple(x_a.shape)} "
-                             f"and {tuple(x_b.shape)}")
+        check_same_shape("x_a", x_a, "x_b", x_b)
         grid_a, grid_b = self.grid_layer(torch.cat([x_a, x_b])).chunk(2)
         return pair_score_from_grids(self.model, grid_a, grid_b, self.target)
 
@@ -210,8 +211,6 @@ _BUILTIN = ("xcos", "gradcam", "integrated_gradients", "saliency", "smoothgrad",
 
 
 def _import_builtin() -> None:
-    import importlib
-
     for module in _BUILTIN:
         importlib.import_module(f"{__package__}.{module}")
 
@@ -228,15 +227,25 @@ def list_explainers() -> list[str]:
     return builtin + [n for n in _REGISTRY if n not in builtin]
 
 
+def explainer_class(name: str) -> type:
+    """The class registered as ``name`` (its ``label``, ``short_label``, ``control``, ...).
+
+    Example:
+        >>> explainer_class("gradcam").short_label
+        'Grad-CAM'
+    """
+    _import_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown explainer {name!r}: choose one of {list_explainers()}")
+    return _REGISTRY[name]
+
+
 def create_explainer(name: str, model, **kwargs):
     """Build the explainer ``name`` for an :class:`~xcos_xai.core.XCosModel`.
 
     ``kwargs`` are the method's options (e.g. ``n_steps`` for Integrated Gradients).
     """
-    _import_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown explainer {name!r}: choose one of {list_explainers()}")
-    return _REGISTRY[name](model, **kwargs)
+    return explainer_class(name)(model, **kwargs)
 
 
 class PairExplainer:
@@ -247,7 +256,16 @@ class PairExplainer:
     """
 
     name = "base"
+    #: what the method is and how it is computed (tables, reports)
     label = "pair explainer"
+    #: a short name for legends and menus
+    short_label = "pair explainer"
+    #: a control (e.g. random maps): a floor to compare against, not an explanation
+    control = False
+    #: its maps are xCos's own grid maps (the pair figure, with S and W, shows them)
+    xcos_maps = False
+    #: the options a comparison run sets: ``{keyword: CompareConfig field}``
+    compare_options: dict[str, str] = {}
 
     def __init__(self, model, baseline: str = "blur"):
         if not hasattr(model, "backbone") or not hasattr(model, "head"):
@@ -277,14 +295,8 @@ class PairExplainer:
             x_a, x_b: ``(B, 3, H, W)`` normalised faces, as :class:`XCosModel` takes them.
             target: ``"xcos"`` or ``"model_cosine"``.
         """
-        from ..core.model import _check_images
-
         _check_target(target)
-        _check_images("x_a", x_a)
-        _check_images("x_b", x_b)
-        if x_a.shape != x_b.shape:
-            raise ValueError(f"x_a and x_b must have the same shape, got {tuple(x_a.shape)} "
-                             f"and {tuple(x_b.shape)}")
+        check_image_pair(x_a, x_b)
         x_a, x_b = x_a.detach(), x_b.detach()
         map_a, map_b, grid_a, grid_b, extras = self._attribute(x_a, x_b, target)
         return PairAttribution(self.name, target, map_a.detach(), map_b.detach(),

@@ -22,6 +22,7 @@ class GradCAMExplainer(PairExplainer):
     """
 
     label = "Grad-CAM (Captum LayerGradCam)"
+    short_label = "Grad-CAM"
 
     def __init__(self, model, relu: bool = False, **kwargs):
         super().__init__(model, **kwargs)

@@ -24,6 +24,8 @@ class IntegratedGradientsExplainer(PairExplainer):
     """
 
     label = "Integrated Gradients (Captum)"
+    short_label = "Integrated Gradients"
+    compare_options = {"n_steps": "ig_steps"}
 
     def __init__(self, model, n_steps: int = 32, internal_batch_size: int | None = 16,
                  method: str = "gausslegendre", **kwargs):

@@ -1,4 +1,4 @@
-"""Measures of pair explanations (see ``docs/explanation-metrics.md``).
+"""Measures of pair explanations (their results: README, "Grad-CAM vs xCos").
 
 Pure tensor functions; every one takes the score of face-A variants against a fixed face B
 through a ``score_fn`` built by :func:`fixed_face_scorer` (the shared :func:`pair_score`).
@@ -26,7 +26,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from captum.metrics import sensitivity_max
 
+from ..core.rng import seeded
 from .base import pair_score, pair_score_from_grids
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -287,20 +289,14 @@ def sensitivity(explainer, x_a: torch.Tensor, x_b: torch.Tensor, target: str = "
     is the largest ``||map(x + e) - map(x)|| / ||map(x)||`` over the samples (lower: more
     stable).
     """
-    from captum.metrics import sensitivity_max
-
     def explanation_func(inputs, **_):  # Captum passes the perturbed (x_a, x_b) tuple
         a, b = inputs
         r = explainer.attribute(a, b, target=target)
         return r.map_a.unsqueeze(1), r.map_b.unsqueeze(1)
 
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with seeded(seed, x_a.device):
         return sensitivity_max(explanation_func, (x_a, x_b), perturb_radius=radius,
                                n_perturb_samples=n_samples, max_examples_per_batch=1).detach()
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def randomisation_stages(model) -> list[tuple[str, list]]:
@@ -320,14 +316,11 @@ def randomised_copy(model, modules_to_reset_names: list[str], seed: int = 0):
     has BatchNorm keeps its running statistics.
     """
     clone = copy.deepcopy(model)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    param = next(clone.parameters(), None)
+    with seeded(seed, param.device if param is not None else None):
         named = dict(clone.named_modules())
         for name in modules_to_reset_names:
             named[name].reset_parameters()
-    finally:
-        torch.random.set_rng_state(state)
     return clone.eval()
 
 
@@ -344,7 +337,7 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
         >>> rank_correlation(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 30.0, 20.0]))
         0.5
     """
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # heavy (~1.5 s to import): loaded on first use
 
     x = a.detach().flatten().double().numpy()
     y = b.detach().flatten().double().numpy()

@@ -36,6 +36,7 @@ class OcclusionExplainer(PairExplainer):
     """
 
     label = "Occlusion of grid cells (Captum FeatureAblation)"
+    short_label = "Occlusion"
 
     def __init__(self, model, grid_size: tuple[int, int] | None = None,
                  perturbations_per_eval: int = 16, **kwargs):

@@ -15,6 +15,9 @@ class RandomExplainer(PairExplainer):
     """
 
     label = "Random map (floor)"
+    short_label = "Random (control)"
+    control = True
+    compare_options = {"seed": "seed"}
 
     def __init__(self, model, seed: int = 0, **kwargs):
         super().__init__(model, **kwargs)

@@ -21,6 +21,7 @@ class SaliencyExplainer(PairExplainer):
     """
 
     label = "Saliency (Captum), gradient x (input - baseline)"
+    short_label = "Saliency"
 
     def __init__(self, model, absolute: bool = False, **kwargs):
         super().__init__(model, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from captum.attr import NoiseTunnel, Saliency
 
+from ..core.rng import seeded
 from .base import PairExplainer, PairScoreNet, pixel_maps_from_input_attr, register_explainer
 
 
@@ -21,6 +22,9 @@ class SmoothGradExplainer(PairExplainer):
     """
 
     label = "SmoothGrad (Captum NoiseTunnel)"
+    short_label = "SmoothGrad"
+    compare_options = {"nt_samples": "smoothgrad_samples", "stdev": "smoothgrad_stdev",
+                       "seed": "seed"}
 
     def __init__(self, model, nt_samples: int = 16, stdev: float = 0.1, seed: int = 0,
                  batch_size: int | None = 8, **kwargs):
@@ -30,15 +34,11 @@ class SmoothGradExplainer(PairExplainer):
 
     def _attribute(self, x_a, x_b, target):
         net = PairScoreNet(self.model, target)
-        state = torch.random.get_rng_state()
-        torch.manual_seed(self.seed)
         inputs = (x_a.clone().requires_grad_(), x_b.clone().requires_grad_())
-        try:
+        with seeded(self.seed, x_a.device):
             grad_a, grad_b = NoiseTunnel(Saliency(net)).attribute(
                 inputs, nt_type="smoothgrad", nt_samples=self.nt_samples,
                 nt_samples_batch_size=self.batch_size, stdevs=self.stdev, abs=False)
-        finally:
-            torch.random.set_rng_state(state)
         base_a, base_b = self._baselines(x_a, x_b)
         with torch.no_grad():
             score = net(x_a, x_b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..core import evidence_map
 from .base import PairExplainer, register_explainer, to_pixels
 
 MAPS = ("evidence", "contribution", "cos_map")
@@ -29,6 +30,8 @@ class XCosExplainer(PairExplainer):
     """
 
     label = "xCos (S, W, S*W)"
+    short_label = "xCos"
+    xcos_maps = True
 
     def __init__(self, model, map: str = "evidence", upsample: str = "nearest", **kwargs):
         super().__init__(model, **kwargs)
@@ -41,7 +44,7 @@ class XCosExplainer(PairExplainer):
     def _attribute(self, x_a, x_b, target):
         out = self.model(x_a, x_b)
         if self.map == "evidence":
-            grid = (out.cos_map - self.model.threshold) * out.attention
+            grid = evidence_map(out.cos_map, out.attention, self.model.threshold)
         elif self.map == "contribution":
             grid = out.contribution
         else:
@@ -49,5 +52,6 @@ class XCosExplainer(PairExplainer):
         pixels = to_pixels(grid, x_a.shape[-2:], self.upsample)
         score = out.score if target == "xcos" else out.model_cosine
         extras = {"cos_map": out.cos_map, "attention": out.attention,
-                  "contribution": out.contribution, "score": score}
+                  "contribution": out.contribution, "score": score, "xcos": out.score,
+                  "model_cosine": out.model_cosine}
         return pixels, pixels.clone(), grid, grid.clone(), extras

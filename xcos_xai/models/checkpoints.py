@@ -18,18 +18,22 @@ in one readable error.
 from __future__ import annotations
 
 import pickle
+import pickletools
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 __all__ = [
     "CheckpointError", "LoadReport", "StateDictMismatchError", "UnsafeCheckpointError",
-    "describe_layout", "load_into", "load_pretrained", "load_state_dict_file", "strip_prefix",
+    "describe_layout", "load_into", "load_backbone_weights", "load_state_dict_file", "strip_prefix",
     "unwrap_state_dict",
 ]
 
@@ -117,9 +121,6 @@ def _sniff(path: Path) -> str | None:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
@@ -170,9 +171,6 @@ def _code_in_raw_pickle(path: Path, max_ops: int = 1_000_000) -> str | None:
     """The first callable/class a raw (non-zip) pickle refers to, found by *parsing* its
     opcodes with :mod:`pickletools` (nothing is executed); ``None`` if it names none or is
     not a pickle. Used to explain why the restricted unpickler refused a file."""
-    import pickletools
-    import zipfile
-
     try:
         if zipfile.is_zipfile(path):
             return None
@@ -333,8 +331,8 @@ def load_into(module: nn.Module, state_dict: Mapping[str, torch.Tensor], strict:
     return LoadReport(missing, unexpected)
 
 
-def load_pretrained(model: nn.Module, pretrained: bool | str | Path | None,
-                    name: str) -> nn.Module:
+def load_backbone_weights(model: nn.Module, pretrained: bool | str | Path | None,
+                          name: str) -> nn.Module:
     """The registry factories' ``pretrained`` argument for backbones without bundled weights.
 
     ``False``/``None``: ``model`` unchanged (random weights); a path: the file is read with

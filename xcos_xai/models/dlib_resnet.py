@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import load_backbone_weights
 from .dlib_dat import DlibNetFile, LayerRecord, model_file, read_dlib_dat
 from .registry import InputSpec, register_backbone
 
@@ -516,17 +517,6 @@ class DlibResNet(nn.Module):
         return out
 
 
-def _load_torch_checkpoint(model: nn.Module, path: Path) -> None:
-    """Load a fine-tuned state dict safely (safetensors, or weights-only torch)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
-
-
 @register_backbone("dlib_resnet_v1")
 def dlib_resnet_v1(pretrained: bool | str | Path = True, grid: str = "4x4",
                    **kwargs) -> DlibResNet:
@@ -545,7 +535,5 @@ def dlib_resnet_v1(pretrained: bool | str | Path = True, grid: str = "4x4",
         return DlibResNet(grid=grid, **kwargs)
     path = Path(pretrained).expanduser()
     if path.suffix in (".safetensors", ".pt", ".pth"):
-        model = DlibResNet(grid=grid, **kwargs)
-        _load_torch_checkpoint(model, path)
-        return model
+        return load_backbone_weights(DlibResNet(grid=grid, **kwargs), path, "dlib_resnet_v1")
     return DlibResNet(grid=grid, weights=path, **kwargs)

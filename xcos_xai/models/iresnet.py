@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import load_pretrained
+from .checkpoints import load_backbone_weights
 from .registry import ARCFACE_RGB, register_backbone
 
 __all__ = ["IBasicBlock", "IResNet", "IRESNET_LAYERS", "iresnet18", "iresnet34", "iresnet50",
@@ -188,7 +188,7 @@ class IResNet(nn.Module):
 def _factory(depth: int):
     def build(pretrained: bool | str | Path = False, **kwargs) -> IResNet:
         model = IResNet(IRESNET_LAYERS[depth], **kwargs)
-        return load_pretrained(model, pretrained, f"iresnet{depth}")
+        return load_backbone_weights(model, pretrained, f"iresnet{depth}")
 
     build.__name__ = f"iresnet{depth}"
     build.__qualname__ = build.__name__

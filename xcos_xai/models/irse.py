@@ -1,6 +1,6 @@
 """IR-50/100/152 and IR-SE-50/100/152: TreB1eN InsightFace_Pytorch's ``Backbone``.
 
-This is the network the xCos authors plugged into (see docs/xcos-method.md, section 2.2).
+This is the network the xCos authors plugged into (Lin et al., ACM TOMM 2021, section 2.2).
 Parameter names and shapes equal TreB1eN's, so ``model_ir_se50.pth`` loads with
 ``strict=True``::
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import load_pretrained
+from .checkpoints import load_backbone_weights
 from .registry import ARCFACE_BGR, register_backbone
 
 __all__ = ["BottleneckIR", "IRNet", "IR_UNITS", "SEModule", "ir50", "ir100", "ir152", "ir_se50",
@@ -173,7 +173,7 @@ def _factory(depth: int, se: bool):
     name = f"ir_se{depth}" if se else f"ir{depth}"
 
     def build(pretrained: bool | str | Path = False, **kwargs) -> IRNet:
-        return load_pretrained(IRNet(IR_UNITS[depth], se=se, **kwargs), pretrained, name)
+        return load_backbone_weights(IRNet(IR_UNITS[depth], se=se, **kwargs), pretrained, name)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = (

@@ -12,6 +12,8 @@ Every backbone is an ``nn.Module`` following :class:`FaceBackbone`'s contract:
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,8 +82,6 @@ _BUILTIN = ("dlib_resnet", "iresnet", "irse", "sface")
 
 def _import_builtin() -> None:
     # Importing the modules runs their @register_backbone decorators.
-    import importlib.util
-
     for module in _BUILTIN:
         if importlib.util.find_spec(f"{__package__}.{module}") is not None:
             importlib.import_module(f"{__package__}.{module}")

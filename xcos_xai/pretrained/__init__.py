@@ -17,8 +17,9 @@ from pathlib import Path
 
 from safetensors.torch import load_file, safe_open
 
-from ..core import XCosModel
-from ..training.plugin import PluginConfig
+from ..core import XCosModel, build_attention
+from ..core.plugin_config import PluginConfig
+from ..models.registry import create_backbone
 
 HERE = Path(__file__).parent
 DEFAULT = "dlib-xcos"
@@ -105,8 +106,6 @@ def load_pretrained(name: str = DEFAULT, fold: int | None = None,
             without LFW View-2 fold ``k``'s people (to evaluate on that fold honestly).
         attention: replace the learned attention (``"uniform"``) for ablations.
     """
-    from ..models.registry import create_backbone
-
     meta = bundle_metadata(name)
     head, thresholds, config = load_head(name, fold)
     backbone = create_backbone(meta["backbone"], pretrained=True, grid=config.grid)
@@ -117,8 +116,6 @@ def load_pretrained(name: str = DEFAULT, fold: int | None = None,
     model = XCosModel(backbone, head, threshold=thresholds["xcos"],
                       model_threshold=thresholds["model_cosine"])
     if attention is not None:
-        from ..core import build_attention
-
         model.head = head.with_attention(build_attention(attention, head.channels))
     model.name = f"{name}" + ("" if fold is None else f"/fold{fold}")
     return model.eval()

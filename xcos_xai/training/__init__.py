@@ -1,14 +1,13 @@
 """Training xCos: the paper's recipe (frozen teacher + fine-tuned trunk), from scratch, and
 the plug-in head on cached features.
 
-- :func:`train` / :class:`Trainer` (``engine``): the GPU-ready, torchrun-ready engine.
+- :func:`train` / :class:`Trainer` (``engine``): the GPU-ready, torchrun-ready engine;
+  its checkpoints and resume checks (``checkpoint.CheckpointManager``) and the one validator
+  of both recipes (``validation``).
 - :func:`load_config` / :class:`TrainConfig` (``config``): TOML/YAML with overrides.
 - :func:`train_plugin_head` / :class:`PluginConfig` (``plugin``): the head-only trainer.
-
-Importing this package registers the ``tiny_facenet`` test backbone.
 """
 
-from . import tiny  # noqa: F401  (registers tiny_facenet)
 from .config import ConfigError, TrainConfig, load_config
 from .engine import Trainer, train
 from .plugin import PairSampler, PluginConfig, train_plugin_head

@@ -18,6 +18,8 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -287,8 +289,6 @@ def _read_file(path: Path) -> dict:
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path} is not valid TOML: {err}") from None
     elif path.suffix in (".yaml", ".yml"):
-        import yaml
-
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:

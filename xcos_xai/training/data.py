@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.align import faces_to_tensor, lfw_aligner
 from ..data.folders import IdentityFolders, LFWPeople
 from ..data.insightface import RecordFaces, read_bin
+from ..data.lfw import LFW
 
 __all__ = ["ArrayImages", "PairDataset", "PairList", "build_source", "build_val_set", "to_chip"]
 
@@ -31,8 +33,6 @@ def build_source(data_cfg):
         return IdentityFolders(data_cfg.root, min_images=data_cfg.min_images)
     if data_cfg.format == "rec":
         return RecordFaces(data_cfg.root)
-    from ..data.lfw import LFW
-
     return LFWPeople(LFW(data_cfg.root or None), folds=data_cfg.lfw_folds or None,
                      min_images=data_cfg.min_images)
 
@@ -88,7 +88,7 @@ class ArrayImages:
         size = tuple(int(v) for v in size)
         if size not in self._chips:
             if self.images.shape[1:3] == size:
-                chips = torch.from_numpy(np.ascontiguousarray(self.images)).permute(0, 3, 1, 2)
+                chips = faces_to_tensor(self.images)
                 self._chips[size] = chips.contiguous()
             else:
                 self._chips[size] = torch.stack([to_chip(im, size) for im in self.images])
@@ -180,11 +180,8 @@ def _balanced_folds(same: np.ndarray, n_folds: int = 10) -> np.ndarray:
 
 class _LFWChips:
     def __init__(self, paths):
-        from .._env import cache_dir
-        from ..data.align import FaceAligner
-
         self.paths = paths
-        self.aligner = FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")
+        self.aligner = lfw_aligner()
 
     def describe(self, i):
         return str(self.paths[i])
@@ -201,8 +198,6 @@ def build_val_set(spec) -> PairList:
         pl = PairList(spec.name, pairs, np.arange(n) * 2, np.arange(n) * 2 + 1, pairs.same,
                       pairs.folds)
     else:
-        from ..data.lfw import LFW
-
         lfw = LFW(spec.path or None)
         frame = lfw.pairs_frame()
         if spec.folds:

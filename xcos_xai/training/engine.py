@@ -40,19 +40,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._io import atomic_path, atomic_save_safetensors
 from ..data.samplers import AnchorPairSampler
-from ..evaluation.protocol import ten_fold_accuracy
+from ..evaluation.features import compute_features
 from ..models.registry import create_backbone
-from .checkpoint import (
-    FORMAT,
-    CheckpointError,
-    atomic_torch_save,
-    load_checkpoint,
-    remove_stale_tmp,
-)
+from .checkpoint import CheckpointManager
 from .config import ConfigError, TrainConfig
-from .data import PairDataset, PairImages, build_source, build_val_set
+from .data import PairDataset, build_source, build_val_set, to_chip
 from .model import build_train_module, freeze_unused_parameters, split_decay
+from .plugin import PluginConfig, config_dict, train_plugin_head
+from .validation import protocol_results, validation_scores
 
 __all__ = ["Trainer", "lr_factor", "train"]
 
@@ -124,60 +121,6 @@ def _amp_dtype(amp: str, device: torch.device):
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-_RESUME_KEYS = ("run.recipe", "run.seed", "model", "data.format", "data.root",
-                "data.min_images", "data.lfw_folds", "data.p_genuine", "data.flip",
-                "optim.batch_size", "optim.accum_steps", "optim.epochs", "optim.lr",
-                "optim.momentum", "optim.weight_decay", "optim.new_layers_lr",
-                "optim.milestones", "optim.gamma", "optim.warmup_steps", "optim.attention_lr",
-                "optim.alpha", "optim.grad_clip")
-
-
-def _lookup(d: dict, key: str):
-    """``d["a"]["b"]`` for ``key = "a.b"``; a missing part raises ``KeyError("config.a.b")``."""
-    try:
-        for part in key.split("."):
-            d = d[part]
-    except (KeyError, TypeError):
-        raise KeyError(f"config.{key}") from None
-    return d
-
-
-def _merge_shards(gathered: list[dict], n: int) -> dict[str, np.ndarray]:
-    """Every rank's ``{name: (indices, values)}`` validation scores to full ``(n,)`` arrays.
-
-    A rank that got no pairs (fewer pairs than ranks) sends ``{}`` and contributes nothing.
-
-    Example:
-        >>> shards = [{"xcos": (np.array([0, 2]), np.array([0.1, 0.3]))},
-        ...           {"xcos": (np.array([1]), np.array([0.2]))}, {}]
-        >>> _merge_shards(shards, 3)["xcos"].tolist()
-        [0.1, 0.2, 0.3]
-    """
-    names = sorted({name for g in gathered for name in g})
-    out = {}
-    for name in names:
-        full = np.full(n, np.nan)
-        for g in gathered:
-            if name in g:
-                gi, gv = g[name]
-                full[gi] = gv
-        out[name] = full
-    return out
-
-
 def _truncate_log(path: Path, step: int) -> None:
     """Keep the records of ``log.jsonl`` up to optimiser step ``step`` (a resumed run writes
     the later ones again; a fresh run, ``step = 0``, keeps none). A torn line is dropped."""
@@ -194,9 +137,8 @@ def _truncate_log(path: Path, step: int) -> None:
             keep.append(line)
     if keep == lines:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
 
 
 def _freeze_prefixes(module: torch.nn.Module, prefixes: list) -> list[str]:
@@ -234,9 +176,8 @@ class Trainer:
         self.cfg = cfg
         self.d = setup_device(cfg.run.device)
         self.out = Path(cfg.run.out)
-        self.ckpt_dir = self.out / "checkpoints"
-        self.last_ckpt = self.ckpt_dir / "last.pt"
-        self.resume_path = self._resume_path(resume)
+        self.checkpoints = CheckpointManager(self.out, resume)
+        self.resume_path = self.checkpoints.resume_path
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
         self._build()
         torch.manual_seed(cfg.run.seed + 1000 * self.d.rank)  # per-rank stream (dropout)
@@ -245,19 +186,9 @@ class Trainer:
         self.log_count = 0
         self.teacher_val: dict[str, np.ndarray] = {}
         if self.resume_path is not None:
-            self._load(self.resume_path)
+            self.checkpoints.restore(self, self.resume_path)
 
     # -- construction
-
-    def _resume_path(self, resume):
-        if resume is None:
-            if self.last_ckpt.exists():
-                raise ConfigError(f"{self.last_ckpt} exists: pass --resume to continue that "
-                                  "run, or choose another run.out")
-            return None
-        if resume == "auto":
-            return self.last_ckpt if self.last_ckpt.exists() else None
-        return Path(resume)
 
     def _build(self) -> None:
         cfg, d = self.cfg, self.d
@@ -322,89 +253,9 @@ class Trainer:
             persistent_workers=cfg.data.workers > 0)
         self.val_sets = [build_val_set(s) for s in cfg.val.sets]
 
-    # -- checkpoints
-
-    def state_dict(self) -> dict:
-        mine = (_rng_state(self.d.device), {"sums": dict(self.log_sums),
-                                             "count": self.log_count})
-        if self.d.enabled:
-            gathered = [None] * self.d.world
-            dist.all_gather_object(gathered, mine)
-        else:
-            gathered = [mine]
-        return {
-            "format": FORMAT,
-            "model": self.module.state_dict(),
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "scaler": self.scaler.state_dict(),
-            "schedule": {"kind": "multistep", "global_step": self.global_step,
-                         "steps_per_epoch": self.steps_per_epoch},
-            "sampler": self.sampler.state_dict(),
-            "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                         "global_step": self.global_step},
-            "rng": [g[0] for g in gathered],
-            "log_window": [g[1] for g in gathered],
-            "world_size": self.d.world,
-            "config": json.dumps(self.cfg.to_dict()),
-            "frozen": list(self.frozen),
-        }
-
     def save(self) -> None:
-        state = self.state_dict()  # collective: every rank takes part
-        if self.d.main:
-            atomic_torch_save(state, self.last_ckpt)
-        if self.d.enabled:
-            dist.barrier()
-
-    def _load(self, path: Path) -> None:
-        ck = load_checkpoint(path)
-        try:
-            self._load_checked(path, ck)
-        except KeyError as err:
-            raise CheckpointError(f"checkpoint {path} has no entry {err.args[0]!r} although its "
-                                  f"format is {FORMAT!r}: it is damaged or was written by "
-                                  "another version of xcos_xai; start a new run.out") from None
-        except (IndexError, TypeError, AttributeError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"checkpoint {path} is malformed ({type(err).__name__}: "
-                                  f"{str(err)[:200]}): start a new run.out") from None
-
-    def _load_checked(self, path: Path, ck: dict) -> None:
-        saved = json.loads(ck["config"])
-        world, gb = ck["world_size"], ck["sampler"].get("global_batch")
-        if gb is None:  # not stored by every version: the same product from the saved config
-            gb = (_lookup(saved, "optim.batch_size") * world
-                  * _lookup(saved, "optim.accum_steps"))
-        if (world, gb) != (self.d.world, self.sampler.global_batch):
-            raise ConfigError(
-                f"cannot resume {path}: it was written by {world} process(es) with a global "
-                f"batch of {gb} pairs (optim.batch_size x processes x optim.accum_steps), and "
-                f"this run has {self.d.world} with {self.sampler.global_batch}; its step "
-                f"position counts steps of {gb} pairs: resume on {world} process(es) "
-                f"(torchrun --nproc_per_node {world}, or no torchrun for 1) with the saved "
-                f"configuration, or start a new run.out")
-        now = self.cfg.to_dict()
-        for key in _RESUME_KEYS:
-            if _lookup(saved, key) != _lookup(now, key):
-                raise ConfigError(f"cannot resume {path}: {key} was {_lookup(saved, key)!r} "
-                                  f"and is now {_lookup(now, key)!r}; resume with the saved "
-                                  f"configuration ({self.out / 'config.toml'}) or start a "
-                                  "new run.out")
-        try:
-            self.module.load_state_dict(ck["model"])
-            for opt, sd in zip(self.optimizers, ck["optimizers"]):
-                opt.load_state_dict(sd)
-            self.scaler.load_state_dict(ck["scaler"])
-            self.sampler.load_state_dict(ck["sampler"])
-        except (RuntimeError, ValueError) as err:
-            message = " ".join(str(err).split())[:300]
-            raise CheckpointError(f"cannot resume {path}: {message}") from None
-        p = ck["progress"]
-        self.epoch, self.step_in_epoch, self.global_step = (p["epoch"], p["step_in_epoch"],
-                                                           p["global_step"])
-        _set_rng_state(ck["rng"][self.d.rank], self.d.device)
-        if "log_window" in ck:  # absent in checkpoints of earlier versions: an empty window
-            window = ck["log_window"][self.d.rank]
-            self.log_sums, self.log_count = dict(window["sums"]), int(window["count"])
+        """Write the checkpoint (collective: every rank takes part)."""
+        self.checkpoints.save(self)
 
     # -- one step
 
@@ -487,38 +338,26 @@ class Trainer:
         return results
 
     def _validate_one(self, vs) -> dict:
-        idx = np.arange(len(vs))[self.d.rank::self.d.world]
-        loader = torch.utils.data.DataLoader(
-            PairImages(vs, idx, self.input_spec.size), batch_size=self.cfg.val.batch_size,
-            num_workers=self.cfg.data.workers, shuffle=False)
         want_teacher = self.teacher is not None and vs.name not in self.teacher_val
-        parts: dict[str, list] = {"xcos": [], "id_cosine": [], "teacher_cosine": []}
-        for chips_a, chips_b in loader:
-            x, _ = self._inputs((chips_a, chips_b, torch.zeros(0, dtype=torch.long),
-                                 torch.zeros(0, dtype=torch.long)))
+        no_labels = torch.zeros(0, dtype=torch.long)
+
+        def scorer(chips_a, chips_b):
+            x, _ = self._inputs((chips_a, chips_b, no_labels, no_labels))
             xa, xb = x.chunk(2)
             with self._autocast():
                 s = self.module.scores(xa, xb)
-            parts["xcos"].append(s["xcos"].float().cpu())
-            parts["id_cosine"].append(s["id_cosine"].float().cpu())
+            out = {"xcos": s["xcos"], "id_cosine": s["id_cosine"]}
             if want_teacher:
-                parts["teacher_cosine"].append(self._teacher_cos(x).cpu())
-        local = {k: (idx, torch.cat(v).numpy()) for k, v in parts.items() if v}
-        if self.d.enabled:
-            gathered = [None] * self.d.world
-            dist.all_gather_object(gathered, local)
-        else:
-            gathered = [local]
-        scores = _merge_shards(gathered, len(vs))
+                out["teacher_cosine"] = self._teacher_cos(x)
+            return out
+
+        scores = validation_scores(vs, scorer, self.input_spec.size, self.cfg.val.batch_size,
+                                   self.cfg.data.workers, self.d.rank, self.d.world)
         if "teacher_cosine" in scores:
             self.teacher_val[vs.name] = scores.pop("teacher_cosine")
         if vs.name in self.teacher_val:
             scores["teacher_cosine"] = self.teacher_val[vs.name]
-        out = {}
-        for key, s in scores.items():
-            r = ten_fold_accuracy(s, vs.same, vs.folds)
-            out[key] = {"acc": r.mean, "std": r.std, "auc": r.auc,
-                        "tar_at_far_1e3": r.tar_at_far_1e3, "threshold": r.mean_threshold}
+        out = protocol_results(scores, vs)
         if "teacher_cosine" in scores:
             out["pearson_xcos_teacher"] = float(np.corrcoef(scores["xcos"],
                                                             scores["teacher_cosine"])[0, 1])
@@ -541,7 +380,7 @@ class Trainer:
         logger = _Logger(self.out, d.main, cfg.engine.tensorboard, self.global_step)
         if d.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            remove_stale_tmp(self.ckpt_dir)
+            self.checkpoints.remove_stale()
             (self.out / "config.toml").write_text(cfg.to_toml())
             print(f"# configuration ({self.out / 'config.toml'})\n{cfg.to_toml()}")
             print(f"{len(self.source)} images of {self.source.num_classes} identities; "
@@ -604,13 +443,11 @@ class Trainer:
             # checkpoint, so a resumed run neither repeats nor skips them
             if (self.global_step % cfg.engine.checkpoint_every == 0
                     or self.step_in_epoch == 0 or done):
-                self.save()
+                self.checkpoints.save(self)
         return last_val
 
     def export(self) -> Path:
         """The trained network as safetensors (trunk.*, head.*, margin_head.*)."""
-        from ..evaluation.features import atomic_save_safetensors
-
         path = self.out / "model.safetensors"
         tensors = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
         atomic_save_safetensors(tensors, path, metadata={
@@ -632,7 +469,7 @@ class _Logger:
         _truncate_log(out / "log.jsonl", step)
         self.fh = open(out / "log.jsonl", "a")  # noqa: SIM115
         if tensorboard:
-            try:
+            try:  # optional and slow to import: loaded only when asked for
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
@@ -671,13 +508,39 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 # ----------------------------------------------------------------------------- head only
 
 
+def source_features(backbone, source, device, progress: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(grids (N, C, H, W) float16, embeddings (N, D) float32)`` of the frozen backbone for
+    every training image, in the source's order.
+
+    A source that names its image files and its aligner (LFW people) goes through the
+    feature cache (:func:`~xcos_xai.evaluation.features.compute_features`: keyed by the
+    weights, the alignment and the files; shared with the LFW jobs), so a second run, or
+    another head on the same backbone, skips the backbone; other sources (folders of
+    aligned chips, ``.rec``, arrays) are computed here.
+    """
+    paths, aligner = getattr(source, "paths", None), getattr(source, "aligner", None)
+    if (paths is not None and hasattr(aligner, "align_many")
+            and getattr(aligner, "chip_size", None) == backbone.input_spec.size[0]):
+        features = compute_features(backbone, paths, aligner, progress=progress, device=device)
+        name = getattr(backbone, "grid", None)
+        grids = features.grids[name if name in features.grids else "grid"]
+        return grids, features.embeddings
+    grids, embs = [], []
+    with torch.inference_mode():
+        for s in tqdm(range(0, len(source), 64), desc="features", disable=not progress):
+            chips = torch.stack([to_chip(source.load(i), backbone.input_spec.size)
+                                 for i in range(s, min(s + 64, len(source)))])
+            x = backbone.input_spec.normalize(chips.to(device))
+            g = backbone.forward_features(x)
+            grids.append(g.half().cpu())
+            embs.append(backbone.forward_head(g).float().cpu())
+    return torch.cat(grids), torch.cat(embs)
+
+
 def train_head_only(cfg: TrainConfig) -> dict:
     """Recipe ``head_only``: the plug-in head on the frozen backbone's cached features,
     trained by :func:`xcos_xai.training.plugin.train_plugin_head`."""
-    from ..core import XCosHead  # noqa: F401  (documentation: the result is an XCosHead)
-    from ..evaluation.features import atomic_save_safetensors
-    from .plugin import PluginConfig, config_dict, train_plugin_head
-
     known = set(PluginConfig.__dataclass_fields__)
     unknown = sorted(set(cfg.head_only) - known)
     if unknown:
@@ -694,19 +557,7 @@ def train_head_only(cfg: TrainConfig) -> dict:
     backbone = create_backbone(m.backbone, pretrained=m.pretrained, **m.backbone_kwargs)
     backbone = backbone.eval().requires_grad_(False).to(d.device)
     source = build_source(cfg.data)
-    grids, embs = [], []
-    from .data import to_chip
-
-    with torch.inference_mode():
-        for s in tqdm(range(0, len(source), 64), desc="features",
-                      disable=not cfg.engine.progress):
-            chips = torch.stack([to_chip(source.load(i), backbone.input_spec.size)
-                                 for i in range(s, min(s + 64, len(source)))])
-            x = backbone.input_spec.normalize(chips.to(d.device))
-            g = backbone.forward_features(x)
-            grids.append(g.half().cpu())
-            embs.append(backbone.forward_head(g).float().cpu())
-    grids_t, embs_t = torch.cat(grids), torch.cat(embs)
+    grids_t, embs_t = source_features(backbone, source, d.device, cfg.engine.progress)
     head, history = train_plugin_head(grids_t, embs_t, torch.from_numpy(source.labels),
                                       pcfg, progress=cfg.engine.progress)
     atomic_save_safetensors({k: v.cpu() for k, v in head.state_dict().items()},
@@ -718,23 +569,17 @@ def train_head_only(cfg: TrainConfig) -> dict:
     val = {}
     for spec in cfg.val.sets:
         vs = build_val_set(spec)
-        xs, cs = [], []
-        loader = torch.utils.data.DataLoader(PairImages(vs, np.arange(len(vs)),
-                                                        backbone.input_spec.size),
-                                             batch_size=cfg.val.batch_size,
-                                             num_workers=cfg.data.workers)
-        with torch.inference_mode():
-            for ca, cb in loader:
-                x = backbone.input_spec.normalize(torch.cat([ca, cb]).to(d.device))
-                g = backbone.forward_features(x)
-                ga, gb = g.chunk(2)
-                xs.append(head(ga, gb).score.float().cpu())
-                ea, eb = F.normalize(backbone.forward_head(g).float(), dim=1).chunk(2)
-                cs.append((ea * eb).sum(1).cpu())
-        val[vs.name] = {}
-        for key, s in (("xcos", torch.cat(xs).numpy()), ("model_cosine", torch.cat(cs).numpy())):
-            r = ten_fold_accuracy(s, vs.same, vs.folds)
-            val[vs.name][key] = {"acc": r.mean, "std": r.std, "auc": r.auc}
+
+        def scorer(chips_a, chips_b):
+            x = backbone.input_spec.normalize(torch.cat([chips_a, chips_b]).to(d.device))
+            g = backbone.forward_features(x)
+            ga, gb = g.chunk(2)
+            ea, eb = F.normalize(backbone.forward_head(g).float(), dim=1).chunk(2)
+            return {"xcos": head(ga, gb).score, "model_cosine": (ea * eb).sum(1)}
+
+        scores = validation_scores(vs, scorer, backbone.input_spec.size, cfg.val.batch_size,
+                                   cfg.data.workers)
+        val[vs.name] = {**protocol_results(scores, vs), "pairs": len(vs)}
     summary = {"recipe": "head_only", "images": len(source), "history": history, "val": val,
                "plugin_config": asdict(pcfg)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -8,7 +8,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+from .config import ConfigError, load_config
+from .engine import train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -21,15 +25,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         metavar="CHECKPOINT",
                         help="continue from run.out/checkpoints/last.pt (or the given file)")
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE",
+                        help="import this module first, e.g. one that registers your own "
+                             "backbone with @register_backbone (the smoke test's: "
+                             "xcos_xai.testing); repeatable")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved configuration and exit")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .engine import train
-
+    for module in args.imports:  # e.g. one that registers the backbone the config names
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"--import {module}: {err}; give the dotted name of an "
+                              "installed module (e.g. xcos_xai.testing)") from None
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
         print(cfg.to_toml())
@@ -47,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
                                                    formatter_class=argparse
                                                    .RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
-    from .config import ConfigError
-
     try:
         return run(args)
     except (ConfigError, OSError, ValueError, FloatingPointError) as err:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .data import ArrayImages
+
 __all__ = ["synthetic_images", "synthetic_source", "write_identity_folders"]
 
 
@@ -54,6 +56,4 @@ def synthetic_source(n_identities: int = 8, n_images: int = 6, size: int = 32,
     (:class:`~xcos_xai.training.data.ArrayImages`): the same pixels and labels, in the same
     order, as :class:`~xcos_xai.data.folders.IdentityFolders` reads back from
     :func:`write_identity_folders` with the same arguments, without files or decoding."""
-    from .data import ArrayImages
-
     return ArrayImages(*synthetic_images(n_identities, n_images, size, seed))

@@ -13,17 +13,26 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .pair_figure import title_layout
+
 
 def score_histogram(scores: np.ndarray, same: np.ndarray, threshold: float,
-                    title: str) -> go.Figure:
-    """Genuine and impostor score histograms with the threshold."""
+                    title: str, threshold_label: str = "threshold") -> go.Figure:
+    """Genuine and impostor score histograms with the threshold (a dashed line, labelled
+    ``threshold_label`` above the plot)."""
     fig = go.Figure()
     for mask, label, colour in ((same, "genuine", "#2166ac"), (~same, "impostor", "#b2182b")):
         fig.add_trace(go.Histogram(x=scores[mask], name=label, opacity=0.6, nbinsx=80,
                                    marker_color=colour))
-    fig.add_vline(x=threshold, line_dash="dash", annotation_text=f"threshold {threshold:.4f}")
-    fig.update_layout(barmode="overlay", title=title, height=320, template="plotly_white",
-                      xaxis_title="score", yaxis_title="pairs")
+    fig.add_vline(x=threshold, line_dash="dash", line_color="black")
+    # the label above the plot area, where no bar can be under it
+    fig.add_annotation(x=threshold, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                       text=f"{threshold_label} {threshold:.3f}", font=dict(size=11))
+    fig.update_layout(barmode="overlay", title=title_layout(title, 340), height=340,
+                      template="plotly_white", xaxis_title="score", yaxis_title="pairs",
+                      margin=dict(l=10, r=10, t=80, b=40),
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.12,
+                                  yanchor="bottom"))
     return fig
 
 
@@ -52,7 +61,7 @@ def write_report(path: str | Path, title: str, intro: str, table: pd.DataFrame |
     parts = [f"<h1>{html.escape(title)}</h1>", intro]
     if table is not None:
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4f}",
-                                   border=0, classes="table"))
+                                   border=0, classes="table", justify="left"))
     first = True
 
     def fig_html(fig):
@@ -72,7 +81,8 @@ def write_report(path: str | Path, title: str, intro: str, table: pd.DataFrame |
                          fig_html(expl.figure()))
     style = ("body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
              "table.table{border-collapse:collapse}table.table td,table.table th"
-             "{padding:3px 8px;border-bottom:1px solid #ddd}")
+             "{padding:3px 10px;border-bottom:1px solid #ddd;white-space:nowrap}"
+             "table.table td:nth-child(2){white-space:normal}")
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
                     f"{html.escape(title)}</title><style>{style}</style></head><body>"
                     + "\n".join(parts) + "</body></html>", encoding="utf-8")

@@ -8,7 +8,7 @@ browser: every control is an attribute that code can set, every view a figure it
 The figures come from :mod:`xcos_xai.viz`, the same builders as the static HTML report.
 """
 
-from ._common import available_methods, lfw_or_none
+from ._common import available_methods, lfw_or_none, method_label
 from ._lfw import HeldOutEvaluation
 from .ablation import AttentionAblation
 from .failures import FailureBrowser, failure_table
@@ -16,4 +16,4 @@ from .pair_explorer import PairExplorer, PairSource, lfw_pairs, photo_pairs
 
 __all__ = ["AttentionAblation", "FailureBrowser", "HeldOutEvaluation", "PairExplorer",
            "PairSource", "available_methods", "failure_table", "lfw_or_none", "lfw_pairs",
-           "photo_pairs"]
+           "method_label", "photo_pairs"]

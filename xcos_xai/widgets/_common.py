@@ -2,82 +2,59 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import replace
 
 import numpy as np
+import plotly.graph_objects as go
+
+from .._env import DataNotFoundError, dataset_dir
+from ..data.lfw import LFW
+from ..explainers import explainer_class, list_explainers
 
 XCOS = "xcos"
 # A pair figure's widget width (px): at the FigureWidget's default 700 px the five panels'
 # titles and colour bars run into each other.
 PAIR_FIGURE_WIDTH = 1000
-# Labels of the explainers package's methods (those not listed show their registry name).
-METHOD_LABELS = {
-    "xcos": "xCos", "gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients",
-    "saliency": "Saliency", "smoothgrad": "SmoothGrad", "occlusion": "Occlusion",
-    "random": "Random (control)",
-}
-
-
-def explainers_module():
-    """``xcos_xai.explainers`` when it is installed, else ``None`` (imported lazily)."""
-    if importlib.util.find_spec("xcos_xai.explainers") is None:
-        return None
-    try:
-        return importlib.import_module("xcos_xai.explainers")
-    except ImportError:
-        return None
+# Controls' labels at their full width (ipywidgets' default cuts them at 80 px: "temperat...").
+LABEL_STYLE = {"description_width": "initial"}
 
 
 def available_methods() -> list[str]:
     """Explanation methods the widgets can show: ``"xcos"`` first, then the Captum ones."""
-    module = explainers_module()
-    names = [] if module is None else [n for n in module.list_explainers() if n != XCOS]
+    names = [n for n in list_explainers() if n != XCOS]
     return [XCOS, *names]
 
 
 def pair_figure_widget(figure):
     """A ``FigureWidget`` of a :func:`~xcos_xai.viz.pair_figure.pair_figure`, wide enough for
     its five panels (``sync_figure`` keeps the width)."""
-    import plotly.graph_objects as go
-
     return go.FigureWidget(figure).update_layout(width=PAIR_FIGURE_WIDTH)
 
 
 def method_label(name: str) -> str:
-    return METHOD_LABELS.get(name, name)
+    """The explainer's ``short_label`` (its class says it), e.g. ``"Grad-CAM"``."""
+    return explainer_class(name).short_label
 
 
 def evidence_map(explanation, threshold: float | None = None) -> np.ndarray:
     """``(S - threshold) * W`` on the grid: sums to ``score - threshold``."""
-    tau = explanation.threshold if threshold is None else threshold
-    return (np.asarray(explanation.cos_map) - tau) * np.asarray(explanation.attention)
+    return explanation.evidence(threshold)
 
 
 def with_attention(explanation, attention: np.ndarray):
-    """The same pair and S with another attention W (score and S*W recomputed)."""
+    """The same pair and S with another attention W (score and S*W recomputed; the method's
+    maps, made with the old W, are dropped)."""
     attention = np.asarray(attention, dtype=np.float32)
     contribution = np.asarray(explanation.cos_map) * attention
     score = float(contribution.sum())
     return replace(explanation, attention=attention, contribution=contribution, score=score,
-                   same=score > explanation.threshold)
+                   same=score > explanation.threshold, map_a=None, map_b=None)
 
 
 def lfw_or_none(root=None):
     """An :class:`~xcos_xai.data.lfw.LFW` when the data directory holds LFW, else ``None``."""
-    from .._env import DataNotFoundError, dataset_dir
-    from ..data.lfw import LFW
-
     try:
         path = root if root is not None else dataset_dir("lfw", required=False)
         return None if path is None else LFW(path)
     except (DataNotFoundError, FileNotFoundError, ValueError):
         return None
-
-
-def lfw_aligner():
-    from .._env import cache_dir
-    from ..data.align import FaceAligner
-
-    return FaceAligner.for_lfw(cache_dir=cache_dir() / "chips")

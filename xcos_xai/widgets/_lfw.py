@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..apps.lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
+from ..data.align import MultipleFacesWarning, lfw_aligner
+from ..evaluation.protocol import ten_fold_accuracy
 from ..explain import PairExplanation
+from ..viz.notes import face_notes
 
 
 @dataclass
@@ -14,8 +19,8 @@ class HeldOutEvaluation:
     """Held-out xCos of the bundled fold heads on LFW View 2, with the protocol's thresholds.
 
     Attributes:
-        lfw, features, index: as :func:`~xcos_xai.evaluation.lfw_benchmark.lfw_features`.
-        result: :func:`~xcos_xai.evaluation.lfw_benchmark.bundled_fold_scores` (scores, S, W).
+        lfw, features, index: as :func:`~xcos_xai.apps.lfw_benchmark.lfw_features`.
+        result: :func:`~xcos_xai.apps.lfw_benchmark.bundled_fold_scores` (scores, S, W).
         model_cosine: ``(6000,)`` the plugged model's own cosine per pair.
         thresholds, model_thresholds: ``(10,)`` the 10-fold protocol's threshold of each fold
             (chosen on the other nine) for xCos and for the model cosine.
@@ -30,11 +35,8 @@ class HeldOutEvaluation:
     model_thresholds: np.ndarray
 
     @classmethod
-    def load(cls, root=None, progress: bool = False) -> HeldOutEvaluation:
-        from ..evaluation.lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
-        from ..evaluation.protocol import ten_fold_accuracy
-
-        lfw, features, index = lfw_features(root=root, progress=progress)
+    def load(cls, root=None, progress: bool = False, images=None) -> HeldOutEvaluation:
+        lfw, features, index = lfw_features(root=root, progress=progress, images=images)
         result = bundled_fold_scores(features, index)
         model_cos = model_scores(features, index)["model_cosine"]
         thr = ten_fold_accuracy(result.scores, index.same, index.pair_fold).thresholds
@@ -57,14 +59,10 @@ class HeldOutEvaluation:
                     aligner=None) -> PairExplanation:
         """Pair ``i`` explained from the cached maps (the numbers the evaluation used), with
         its fold's protocol thresholds; ``attention`` replaces W (ablations)."""
-        from ._common import lfw_aligner
-
         i = int(i)
         r = self.index.frame.iloc[i]
         fold = int(r["fold"])
-        aligner = aligner or lfw_aligner()
-        face_a = aligner(self.lfw.image_root / r["path_a"]).chip
-        face_b = aligner(self.lfw.image_root / r["path_b"]).chip
+        face_a, face_b = self.faces(i, aligner)
         s = np.asarray(self.result.cos_maps[i], np.float32)
         w = np.asarray(self.result.attention[i] if attention is None else attention,
                        np.float32)
@@ -74,5 +72,25 @@ class HeldOutEvaluation:
             score=score, threshold=t, same=score > t,
             model_cosine=float(self.model_cosine[i]),
             model_threshold=float(self.model_thresholds[fold]), cos_map=s, attention=w,
-            contribution=s * w, face_a=face_a, face_b=face_b,
-            info={"model": f"dlib-xcos/fold{fold}", "pair": i, "caption": self.caption(i)})
+            contribution=s * w, face_a=face_a.chip, face_b=face_b.chip,
+            info={"model": f"dlib-xcos/fold{fold}", "pair": i, "caption": self.caption(i),
+                  "face_a": _face_info(face_a), "face_b": _face_info(face_b)})
+
+    def faces(self, i: int, aligner=None) -> tuple:
+        """The two :class:`~xcos_xai.data.align.AlignedFace` of pair ``i`` (chip cache)."""
+        r = self.index.frame.iloc[int(i)]
+        aligner = aligner or lfw_aligner()
+        with warnings.catch_warnings():  # shown as a note on the face instead
+            warnings.simplefilter("ignore", MultipleFacesWarning)
+            return (aligner(self.lfw.image_root / r["path_a"]),
+                    aligner(self.lfw.image_root / r["path_b"]))
+
+    def alignment_notes(self, i: int, aligner=None) -> str:
+        """How pair ``i``'s faces were found, when not cleanly: e.g. ``"face B: no face
+        found: fixed box"`` (:mod:`xcos_xai.viz.notes`); ``""`` otherwise."""
+        return "; ".join(f"face {side}: {note}" for side, face in zip("AB", self.faces(
+            i, aligner)) for note in face_notes(_face_info(face), face.chip))
+
+
+def _face_info(face) -> dict:
+    return {"n_faces_found": int(face.n_faces_found), "reason": face.reason}

@@ -22,25 +22,42 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import torch
+from IPython.display import display
+from torch import nn
 
+from ..core import MaskedAttention, PriorAttention, UniformAttention, patch_cosine_map
+from ..core.attention import softmax_cells
 from ..evaluation.protocol import ten_fold_accuracy
+from ..pretrained import bundle_metadata, load_head
 from ..viz.benchmark_figures import accuracy_bars
 from ..viz.pair_figure import pair_figure
-from ._common import pair_figure_widget
+from ._common import LABEL_STYLE, pair_figure_widget
+from ._lfw import HeldOutEvaluation
 from .pair_explorer import sync_figure
 
 VARIANTS = ("learned", "uniform", "prior", "learned, top-k masked")
 
 
-def softmax_cells(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """``(N, H, W)`` logits to weights summing to 1 over each pair's cells."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    z = np.asarray(logits, dtype=np.float64)
-    n = z.shape[0]
-    flat = z.reshape(n, -1) / temperature
-    flat = np.exp(flat - flat.max(axis=1, keepdims=True))
-    return (flat / flat.sum(axis=1, keepdims=True)).reshape(z.shape)
+class CachedLogitsAttention(nn.Module):
+    """The learned attention replayed from its cached ``(N, H, W)`` logits:
+    ``softmax(logits / T)`` over the cells, as :class:`~xcos_xai.core.XCosAttention` computes
+    it (the grids only give the batch its shape)."""
+
+    def __init__(self, logits: torch.Tensor, temperature: float):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.logits, self.temperature = logits, float(temperature)
+
+    def forward(self, grid_a: torch.Tensor, grid_b: torch.Tensor) -> torch.Tensor:
+        return softmax_cells(self.logits, self.temperature)
+
+
+def softmax_cells_np(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """``(N, H, W)`` logits to weights summing to 1 over each pair's cells (float64)."""
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    return CachedLogitsAttention(z, temperature)(None, None).numpy()
 
 
 def top_k_keep_mask(weights: np.ndarray, k: int) -> np.ndarray:
@@ -63,22 +80,26 @@ def top_k_keep_mask(weights: np.ndarray, k: int) -> np.ndarray:
 
 def ablated_attention(variant: str, logits: np.ndarray, temperature: float = 1.0,
                       prior: np.ndarray | None = None, k: int = 0) -> np.ndarray:
-    """``(N, H, W)`` attention of one variant (see the module docstring)."""
-    n, h, w = np.asarray(logits).shape
+    """``(N, H, W)`` attention of one variant (see the module docstring), float64, computed
+    by the :mod:`xcos_xai.core` attention modules on the cached logits."""
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    grid = z.new_zeros(z.shape[0], 1, *z.shape[1:])  # the modules read only its shape
+    learned = CachedLogitsAttention(z, temperature)
     if variant == "learned":
-        return softmax_cells(logits, temperature)
-    if variant == "uniform":
-        return np.full((n, h, w), 1.0 / (h * w))
-    if variant == "prior":
+        module = learned
+    elif variant == "uniform":
+        module = UniformAttention()
+    elif variant == "prior":
         if prior is None:
             raise ValueError('variant "prior" needs prior=<(H, W) or (N, H, W) map>')
-        p = np.broadcast_to(np.asarray(prior, dtype=np.float64), (n, h, w))
-        return p / p.reshape(n, -1).sum(axis=1).reshape(n, 1, 1)
-    if variant == "learned, top-k masked":
-        weights = softmax_cells(logits, temperature) * top_k_keep_mask(
-            softmax_cells(logits, temperature), k)
-        return weights / weights.reshape(n, -1).sum(axis=1).reshape(n, 1, 1)
-    raise ValueError(f"unknown variant {variant!r}: choose one of {VARIANTS}")
+        module = PriorAttention(torch.as_tensor(np.asarray(prior, dtype=np.float64)))
+    elif variant == "learned, top-k masked":
+        keep = top_k_keep_mask(learned(grid, grid).numpy(), k)
+        module = MaskedAttention(learned, torch.from_numpy(keep))
+    else:
+        raise ValueError(f"unknown variant {variant!r}: choose one of {VARIANTS}")
+    with torch.no_grad():
+        return module(grid, grid).numpy()
 
 
 def fold_priors(attention: np.ndarray, folds: np.ndarray) -> np.ndarray:
@@ -92,11 +113,6 @@ def fold_priors(attention: np.ndarray, folds: np.ndarray) -> np.ndarray:
 
 def fold_maps(features, index, name: str = "dlib-xcos") -> tuple[np.ndarray, np.ndarray, float]:
     """``(S, logits, T)`` of every LFW pair from its held-out fold head (no backbone run)."""
-    import torch
-
-    from ..core import patch_cosine_map
-    from ..pretrained import bundle_metadata, load_head
-
     grids = features.grids[bundle_metadata(name)["config"]["grid"]]
     n = len(index.same)
     h, w = grids.shape[-2:]
@@ -137,18 +153,23 @@ class AttentionAblation:
         self.same, self.folds = np.asarray(same, dtype=bool), np.asarray(folds)
         self.base_temperature = float(temperature)
         self.model_cosine = None if model_cosine is None else np.asarray(model_cosine)
-        self.priors = fold_priors(softmax_cells(self.logits, temperature), self.folds)
+        self.priors = fold_priors(softmax_cells_np(self.logits, temperature), self.folds)
         self._explain, self._captions = explain, captions or (lambda i: f"pair {i}")
         cells = int(np.prod(self.cos_maps.shape[1:]))
         self.k = W.IntSlider(value=1, min=0, max=cells - 1, description="top-k masked",
-                             continuous_update=False)
+                             continuous_update=False, style=LABEL_STYLE,
+                             layout=W.Layout(width="420px"))
         self.temperature = W.FloatLogSlider(value=self.base_temperature, base=10, min=-1.5,
-                                            max=1.5, step=0.05, description="temperature",
-                                            readout_format=".3g", continuous_update=False)
-        self.variant = W.Dropdown(options=VARIANTS, value="learned", description="one pair")
+                                            max=1.5, step=0.05, description="temperature T",
+                                            readout_format=".3g", continuous_update=False,
+                                            style=LABEL_STYLE, layout=W.Layout(width="420px"))
+        self.variant = W.Dropdown(options=VARIANTS, value="learned", description="one pair",
+                                  style=LABEL_STYLE, layout=W.Layout(width="320px"))
         self.pair = W.BoundedIntText(value=start, min=0, max=len(self.same) - 1,
-                                     description="pair #", layout=W.Layout(width="180px"))
+                                     description="pair #", style=LABEL_STYLE,
+                                     layout=W.Layout(width="180px"))
         self.pair_scores = W.HTML()
+        self._y_range = (85.0, 100.5)
         self._recompute()
         self.bars = go.FigureWidget(self._bars())
         self.figure = pair_figure_widget(pair_figure(self._pair_explanation(),
@@ -164,8 +185,6 @@ class AttentionAblation:
     @classmethod
     def from_lfw(cls, evaluation=None, start: int = 0) -> AttentionAblation:
         """The bundled fold heads on LFW View 2 (fold-held-out, from the feature cache)."""
-        from ._lfw import HeldOutEvaluation
-
         ev = evaluation or HeldOutEvaluation.load()
         s, logits, t = fold_maps(ev.features, ev.index)
         ablation = cls(s, logits, t, ev.index.same, ev.index.pair_fold,
@@ -175,8 +194,6 @@ class AttentionAblation:
         return ablation
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.widget)
 
     # ------------------------------------------------------------------ numbers
@@ -203,8 +220,12 @@ class AttentionAblation:
         ref = None
         if self.model_cosine is not None:
             ref = 100 * ten_fold_accuracy(self.model_cosine, self.same, self.folds).mean
+        # one y axis for every slider position (widened, never narrowed, when a bar needs it)
+        low = float((self.table["accuracy_mean"] - self.table["accuracy_std"]).min())
+        self._y_range = (min(self._y_range[0], 5 * np.floor((low - 1) / 5)), 100.5)
         return accuracy_bars(self.table, reference=ref, highlight=self.table["scorer"][
-            list(VARIANTS).index(self.variant.value)] if hasattr(self, "variant") else None,
+            list(VARIANTS).index(self.variant.value)], y_range=self._y_range,
+            highlight_label="the variant shown on one pair below",
             title="10-fold accuracy with each attention (held-out heads)")
 
     def _pair_explanation(self):
@@ -223,9 +244,12 @@ class AttentionAblation:
             cells.append(f"<tr><td>{html.escape(v)}</td><td>{s:.4f}</td><td>{t:.4f}</td>"
                          f"<td style='color:{'#2166ac' if right else '#b2182b'}'>{verdict}"
                          "</td></tr>")
+        style = ("<style>.xcos-pair-scores td,.xcos-pair-scores th{padding:2px 14px 2px 0;"
+                 "text-align:left}</style>")
         self.pair_scores.value = (
-            f"<b>{html.escape(self._captions(i))}</b><table><tr><th>attention</th><th>xCos</th>"
-            "<th>fold threshold</th><th>decision</th></tr>" + "".join(cells) + "</table>")
+            f"{style}<b>{html.escape(self._captions(i))}</b><table class='xcos-pair-scores'>"
+            "<tr><th>attention</th><th>xCos</th><th>fold threshold</th><th>decision</th></tr>"
+            + "".join(cells) + "</table>")
 
     # ------------------------------------------------------------------ callbacks
 

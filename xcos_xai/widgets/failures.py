@@ -9,10 +9,13 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from IPython.display import display
 
+from ..viz.notes import is_alignment_failure, notes_line
 from ..viz.pair_figure import pair_figure
 from ..viz.report import score_histogram
-from ._common import pair_figure_widget
+from ._common import LABEL_STYLE, pair_figure_widget
+from ._lfw import HeldOutEvaluation
 from .pair_explorer import sync_figure
 
 KINDS = {"all failures": None, "false accepts": "false accept", "false rejects": "false reject"}
@@ -56,27 +59,36 @@ class FailureBrowser:
         captions: ``pair index -> str``.
         title: of the score histogram.
 
+        notes: ``pair index -> str``: how its faces were found when not cleanly (e.g. "face
+            B: no face found: fixed box"), ``""`` otherwise, in the table's ``alignment``
+            column; alignment failures (no face found, a black band) are marked "⚠" in the
+            list and ``True`` in the ``alignment_failure`` column.
+
     Widgets: ``kind`` (all / false accepts / false rejects), ``order``, ``failure`` (the
     selected pair index), and the figures ``figure`` (the explanation) and ``histogram``.
     """
 
     def __init__(self, scores, same, thresholds, explain: Callable, captions=None,
-                 title: str = "xCos (held-out fold heads)"):
+                 title: str = "xCos (held-out fold heads)", notes: Callable | None = None):
         self.scores = np.asarray(scores, dtype=float)
         self.same = np.asarray(same, dtype=bool)
         self.table = failure_table(scores, same, thresholds, captions or (lambda i: f"pair {i}"))
         if self.table.empty:
             raise ValueError("no failures to browse: every pair is decided correctly")
+        self.table["alignment"] = [notes(int(i)) if notes else "" for i in self.table["pair"]]
+        self.table["alignment_failure"] = self.table["alignment"].map(is_alignment_failure)
         self._explain = explain
         self._cache: dict[int, object] = {}
         self.kind = W.ToggleButtons(options=list(KINDS), value="all failures")
-        self.order = W.Dropdown(options=ORDERS, value=ORDERS[0], description="order")
+        self.order = W.Dropdown(options=ORDERS, value=ORDERS[0], description="order",
+                                style=LABEL_STYLE, layout=W.Layout(width="260px"))
         self.failure = W.Select(options=self._options(), rows=8,
                                 layout=W.Layout(width="100%"))
         self.summary = W.HTML()
         self.explanation = self._get(self.failure.value)
         self.figure = pair_figure_widget(pair_figure(self.explanation, overlay_opacity=0.0))
-        hist = score_histogram(self.scores, self.same, float(np.mean(thresholds)), title)
+        hist = score_histogram(self.scores, self.same, float(np.mean(thresholds)), title,
+                               "mean threshold")
         hist.add_trace(go.Scatter(x=[self.explanation.score], y=[0], mode="markers",
                                   name="selected pair",
                                   marker=dict(symbol="triangle-up", size=16, color="black")))
@@ -86,27 +98,26 @@ class FailureBrowser:
         self.failure.observe(self._on_select, "value")
         self._update_text()
         counts = self.table["kind"].value_counts()
+        suspect = int(self.table["alignment_failure"].sum())
         self.header = W.HTML(
             f"<b>{len(self.table)}</b> failures of {len(self.scores)} pairs: "
             f"{counts.get('false accept', 0)} false accepts, "
-            f"{counts.get('false reject', 0)} false rejects")
+            f"{counts.get('false reject', 0)} false rejects"
+            + (f"; ⚠ {suspect} alignment failures (no face found, or a black band)"
+               if suspect else ""))
         self.widget = W.VBox([self.header, W.HBox([self.kind, self.order]), self.failure,
                               self.summary, self.figure, self.histogram])
 
     @classmethod
     def from_lfw(cls, evaluation=None) -> FailureBrowser:
         """The failures of the bundled fold heads on LFW View 2 (10-fold protocol)."""
-        from ._lfw import HeldOutEvaluation
-
         ev = evaluation or HeldOutEvaluation.load()
         browser = cls(ev.result.scores, ev.index.same, ev.pair_thresholds, ev.explanation,
-                      captions=ev.caption)
+                      captions=ev.caption, notes=ev.alignment_notes)
         browser.evaluation = ev
         return browser
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.widget)
 
     def visible(self) -> pd.DataFrame:
@@ -118,8 +129,8 @@ class FailureBrowser:
         return rows
 
     def _options(self) -> list[tuple[str, int]]:
-        return [(f"{r.kind}, misses by {r.miss:.4f}: {r.caption}", int(r.pair))
-                for r in self.visible().itertuples(index=False)]
+        return [(f"{'⚠ ' if r.alignment_failure else ''}{r.kind}, misses by {r.miss:.4f}: "
+                 f"{r.caption}", int(r.pair)) for r in self.visible().itertuples(index=False)]
 
     def _get(self, i: int):
         if i not in self._cache:
@@ -131,10 +142,14 @@ class FailureBrowser:
         e = self.explanation
         agree = ("the model's own cosine gets it right" if (e.model_same != (row.kind ==
                  "false accept")) else "the model's own cosine makes the same mistake")
+        note = notes_line(e)
         self.summary.value = (f"<b>{html.escape(row.kind)}</b>: {html.escape(row.caption)}"
                               f"<br>xCos {row.score:.4f} vs threshold {row.threshold:.4f} "
                               f"(misses by {row.miss:.4f}); model cosine {e.model_cosine:.4f} "
-                              f"vs {e.model_threshold:.4f}: {agree}")
+                              f"vs {e.model_threshold:.4f}: {agree}"
+                              + (f"<br><span style='background:#ffdd57;padding:0 4px'>"
+                                 f"{'⚠ ' if is_alignment_failure(note) else ''}"
+                                 f"{html.escape(note)}</span>" if note else ""))
 
     def _on_filter(self, _change=None) -> None:
         options, before = self._options(), self.failure.value

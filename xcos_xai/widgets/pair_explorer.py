@@ -12,15 +12,22 @@ from pathlib import Path
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
+from IPython.display import display
 
+from ..apps.photo_demo import shipped_photos
+from ..data.align import faces_to_tensor, lfw_aligner
+from ..data.images import load_image
+from ..explain import explain_pair
+from ..explainers import create_explainer
+from ..pretrained import load_pretrained
 from ..viz.attribution_figure import attribution_figure
+from ..viz.notes import notes_line
 from ..viz.pair_figure import pair_figure
 from ._common import (
+    LABEL_STYLE,
     XCOS,
     available_methods,
     evidence_map,
-    explainers_module,
-    lfw_aligner,
     lfw_or_none,
     method_label,
     pair_figure_widget,
@@ -81,9 +88,6 @@ def sync_figure(widget: go.FigureWidget, figure: go.Figure) -> None:
 
 def photo_pairs() -> list[PairSource]:
     """Pairs of the photos that installed packages ship (used when LFW is absent)."""
-    from ..data.images import load_image
-    from ..evaluation.photo_demo import shipped_photos
-
     (name_a, path_a), (name_b, path_b) = shipped_photos().items()
     img_a, img_b = load_image(path_a), load_image(path_b)
     short_a, short_b = name_a.split(" (")[0], name_b.split(" (")[0]
@@ -118,7 +122,8 @@ class PairExplorer:
         start: the index of the pair shown first.
 
     The widgets are attributes (``pair``, ``threshold``, ``opacity``, ``method``, ``path_a``,
-    ``path_b``, ``explain_files``) so that code and tests can set them as a reader would.
+    ``path_b``, ``explain_files``) so that code and tests can set them as a reader would;
+    ``files_status`` (beside the button) and ``status`` (beside ``method``) show errors.
     """
 
     def __init__(self, pairs: list[PairSource], model_for: Callable | None = None,
@@ -137,23 +142,27 @@ class PairExplorer:
         self.explanation = self._explain(self.current)
 
         self.pair = W.BoundedIntText(value=start, min=0, max=len(self.pairs) - 1,
-                                     description="pair #", layout=W.Layout(width="180px"))
+                                     description="pair #", style=LABEL_STYLE,
+                                     layout=W.Layout(width="180px"))
         self.pair_label = W.HTML()
         self.path_a = W.Text(description="photo A", placeholder="path to a photo",
-                             layout=W.Layout(width="48%"))
+                             style=LABEL_STYLE, layout=W.Layout(width="48%"))
         self.path_b = W.Text(description="photo B", placeholder="path to a photo",
-                             layout=W.Layout(width="48%"))
+                             style=LABEL_STYLE, layout=W.Layout(width="48%"))
         self.explain_files = W.Button(description="explain these two photos",
-                                      icon="search")
+                                      icon="search", layout=W.Layout(width="auto"))
+        self.files_status = W.HTML()  # next to the button: what went wrong with the photos
         t = float(self.explanation.threshold)
         self.threshold = W.FloatSlider(value=t, min=max(-1.0, t - 0.5), max=min(1.0, t + 0.5),
                                        step=0.001, readout_format=".3f",
                                        description="threshold", continuous_update=False,
-                                       layout=W.Layout(width="420px"))
+                                       style=LABEL_STYLE, layout=W.Layout(width="420px"))
         self.opacity = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05,
-                                     description="overlay", continuous_update=False)
+                                     description="overlay", continuous_update=False,
+                                     style=LABEL_STYLE, layout=W.Layout(width="360px"))
         self.method = W.Dropdown(options=[(method_label(m), m) for m in methods], value=XCOS,
-                                 description="beside xCos")
+                                 description="beside xCos", style=LABEL_STYLE,
+                                 layout=W.Layout(width="320px"))
         self.summary = W.HTML()
         self.status = W.HTML()
         self.figure = pair_figure_widget(self._pair_figure())
@@ -168,9 +177,12 @@ class PairExplorer:
         self._update_text()
         self.widget = W.VBox([
             W.HBox([self.pair, self.pair_label]),
-            W.HBox([self.path_a, self.path_b]), self.explain_files,
+            W.HBox([self.path_a, self.path_b]),
+            W.HBox([self.explain_files, self.files_status],
+                   layout=W.Layout(align_items="center")),
             W.HBox([self.threshold, self.opacity]), self.summary, self.figure,
-            self.method, self.status, self._method_box,
+            W.HBox([self.method, self.status], layout=W.Layout(align_items="center")),
+            self._method_box,
         ])
 
     # ------------------------------------------------------------------ construction helpers
@@ -185,8 +197,6 @@ class PairExplorer:
         return cls(lfw_pairs(lfw), **kwargs)
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.widget)
 
     # ------------------------------------------------------------------ state
@@ -202,8 +212,6 @@ class PairExplorer:
         return self._models[fold]
 
     def _explain(self, source: PairSource):
-        from ..explain import explain_pair
-
         key = source_key(source)
         if key not in self._explanations:
             kwargs = {} if self._aligner is None or source.fold is None else {
@@ -238,16 +246,10 @@ class PairExplorer:
             return ev, ev
         key = (source_key(self.current), method)
         if key not in self._attributions:
-            import torch
-
-            module = explainers_module()
-            if module is None:
-                raise RuntimeError(f"method {method!r} needs the xcos_xai.explainers package")
             model = self.model(self.current.fold)
             e = self.explanation
-            chips = torch.from_numpy(np.stack([e.face_a, e.face_b])).permute(0, 3, 1, 2)
-            x = model.input_spec.normalize(chips)
-            explainer = module.create_explainer(method, model)
+            x = model.input_spec.normalize(faces_to_tensor([e.face_a, e.face_b]))
+            explainer = create_explainer(method, model)
             attr = explainer.attribute(x[:1], x[1:], target="xcos").detach()
             self._attributions[key] = (attr.map_a[0].numpy(), attr.map_b[0].numpy())
         return self._attributions[key]
@@ -265,17 +267,22 @@ class PairExplorer:
         rows = [(method_label(XCOS), *self.attribution(XCOS))]
         if self.method.value != XCOS:
             rows.append((method_label(self.method.value), *self.attribution(self.method.value)))
-        return attribution_figure(e.face_a, e.face_b, rows, opacity=max(self.opacity.value, 0.5))
+        return attribution_figure(e.face_a, e.face_b, rows, opacity=max(self.opacity.value, 0.5),
+                                  title=f"{method_label(self.method.value)} beside xCos: "
+                                        "where each finds the evidence")
 
     def _update_text(self) -> None:
         e, t = self.explanation, self.threshold.value
         verdict = "same person" if self.decision else "different people"
         truth = ("" if self.current.same is None else
                  f" &middot; truth: {'same person' if self.current.same else 'different people'}")
+        notes = notes_line(e)
         self.pair_label.value = html.escape(self.current.label)
         self.summary.value = (
             f"<b>xCos {e.score:.4f}</b> vs threshold {t:.4f}: <b>{verdict}</b>{truth} "
-            f"&middot; model cosine {e.model_cosine:.4f} (threshold {e.model_threshold:.4f})")
+            f"&middot; model cosine {e.model_cosine:.4f} (threshold {e.model_threshold:.4f})"
+            + (f"<br><span style='background:#ffdd57;padding:0 4px'>{html.escape(notes)}"
+               "</span>" if notes else ""))
 
     def _redraw(self) -> None:
         sync_figure(self.figure, self._pair_figure())
@@ -287,8 +294,7 @@ class PairExplorer:
         try:
             figure = self._method_figure()
         except Exception as err:  # a failing method must not break the explorer
-            self.status.value = (f"<span style='color:#b2182b'>{html.escape(self.method.value)}"
-                                 f" failed: {html.escape(str(err))}</span>")
+            self.status.value = _error(f"{method_label(self.method.value)} failed: {err}")
             return
         try:
             sync_figure(self.method_figure, figure)
@@ -317,17 +323,34 @@ class PairExplorer:
         self._redraw_methods()
 
     def _on_files(self, _button=None) -> None:
+        """Explain the typed photos; they become the last pair, so "pair #" shows them (and
+        the number goes back to any other pair)."""
         a, b = self.path_a.value.strip(), self.path_b.value.strip()
+        self.files_status.value = ""
         if not a or not b:
-            self.status.value = "give two photo paths first"
+            self.files_status.value = _error("give two photo paths first")
             return
+        source = PairSource(f"{Path(a).name} vs {Path(b).name}", a, b)
         try:
-            self.show(PairSource(f"{Path(a).name} vs {Path(b).name}", a, b))
+            self._explain(source)  # a bad file fails here, before anything changes
         except Exception as err:  # a bad file is one message, not a traceback
-            self.status.value = (f"<span style='color:#b2182b'>{html.escape(str(err))}</span>")
+            self.files_status.value = _error(str(err))
+            return
+        key = source_key(source)
+        index = next((i for i, p in enumerate(self.pairs) if source_key(p) == key), None)
+        if index is None:
+            self.pairs.append(source)
+            index = len(self.pairs) - 1
+            self.pair.max = index
+        if self.pair.value == index:
+            self.show(self.pairs[index])
+        else:
+            self.pair.value = index  # _on_pair shows it
+
+
+def _error(message: str) -> str:
+    return f"<span style='color:#b2182b'>{html.escape(message)}</span>"
 
 
 def _default_model(fold):
-    from ..pretrained import load_pretrained
-
     return load_pretrained(fold=fold)

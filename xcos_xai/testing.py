@@ -1,5 +1,8 @@
-"""``tiny_facenet``: a small registry backbone for tests, smoke runs and low-resolution
-training from scratch on a CPU. Importing :mod:`xcos_xai.training` registers it.
+"""Test helpers: ``tiny_facenet``, a small backbone for tests, smoke runs and low-resolution
+training from scratch on a CPU.
+
+It is not part of the public registry: importing this module registers it (tests do;
+``xcos-xai train --import xcos_xai.testing`` does for a smoke run).
 
 ``(B, 3, S, S)`` -> three stride-2 ``conv3x3 + BN + PReLU`` stages -> grid
 ``(B, 2 * width, S / 8, S / 8)`` -> flatten, linear -> embedding ``(B, embedding_dim)``.
@@ -12,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.checkpoints import load_pretrained
-from ..models.registry import InputSpec, register_backbone
+from .models.checkpoints import load_backbone_weights
+from .models.registry import InputSpec, register_backbone
 
 __all__ = ["TinyFaceNet"]
 
@@ -60,4 +63,4 @@ class TinyFaceNet(nn.Module):
 
 @register_backbone("tiny_facenet")
 def tiny_facenet(pretrained: bool | str | Path = False, **kwargs) -> TinyFaceNet:
-    return load_pretrained(TinyFaceNet(**kwargs), pretrained, "tiny_facenet")
+    return load_backbone_weights(TinyFaceNet(**kwargs), pretrained, "tiny_facenet")

@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .attention_stats import summarize_attention
+from ..evaluation.attention_stats import summarize_attention
+from ..evaluation.dlib_reference import reference_distances
+from ..evaluation.protocol import ten_fold_accuracy
+from ..evaluation.sface_reference import reference_cosines
 from .lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
-from .protocol import ten_fold_accuracy
+from .lfw_html import write_lfw_report
 
 DESCRIPTIONS = {
     "model_cosine": "plugged model (dlib ResNet): descriptor cosine",
@@ -48,9 +51,10 @@ def protocol_table(scores: dict[str, np.ndarray], same: np.ndarray,
 
 def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool = False,
                        report: bool = False, progress: bool = True,
-                       model: str = "dlib") -> pd.DataFrame:
+                       images=None, model: str = "dlib") -> pd.DataFrame:
     """Evaluate every scorer on all 6000 LFW View-2 pairs and write the results to ``out``.
 
+    ``root``, ``images``: the LFW folder and its image folder (see :class:`LFW`).
     ``model``: a key of :data:`MODELS` (``"dlib"``, ``"sface"``). With ``reference``, the
     model's own end-to-end pipeline is scored too (dlib-bin, or OpenCV + onnxruntime).
     """
@@ -62,7 +66,7 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
     timings = {}
     t0 = time.perf_counter()
     lfw, features, index = lfw_features(root=root, workers=workers, progress=progress,
-                                        model=backbone_name)
+                                        images=images, model=backbone_name)
     timings["features_s"] = time.perf_counter() - t0
     scores = model_scores(features, index)
     t1 = time.perf_counter()
@@ -74,13 +78,9 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
         t2 = time.perf_counter()
         paths = [lfw.image_root / k for k in features.keys]
         if model == "dlib":
-            from .dlib_reference import reference_distances
-
             scores["dlib_reference"] = -reference_distances(paths, index, workers=workers,
                                                             progress=progress)
         else:
-            from .sface_reference import reference_cosines
-
             scores["sface_reference"] = reference_cosines(paths, index, workers=workers,
                                                           progress=progress)
         timings["reference_s"] = time.perf_counter() - t2
@@ -100,8 +100,6 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
         "attention": summary.as_dict(), "xcos_vs_model_pearson_r": r, "timings": timings,
     }, indent=1))
     if report:
-        from .lfw_html import write_lfw_report
-
         write_lfw_report(out / "report.html", lfw, features, index, scores, table, summary,
                          bundle=bundle)
     return table

@@ -16,8 +16,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..core import UniformAttention
+from ..data.aligners import lfw_aligner_for
+from ..data.lfw import LFW
+from ..evaluation.features import FeatureSet, compute_features
+from ..models.registry import create_backbone
+from ..pretrained import bundle_metadata, load_head
 from ..training.plugin import PluginConfig, train_plugin_head
-from .features import FeatureSet, compute_features
 
 
 @dataclass
@@ -112,25 +116,21 @@ def held_out_xcos(features: FeatureSet, index: LFWIndex, config: PluginConfig,
 
 
 def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = True,
-                 batch_size: int = 64, model: str = "dlib_resnet_v1"):
+                 batch_size: int = 64, images=None, model: str = "dlib_resnet_v1"):
     """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through one network (cached).
 
     Args:
         backbone: a built backbone, or ``None`` for ``create_backbone(model, pretrained=True)``.
+        root, images: the LFW folder and its image folder (see :class:`LFW`).
         model: the registry name used when ``backbone`` is ``None`` (``"dlib_resnet_v1"``,
             ``"sface"``). The aligner follows the backbone's input spec
-            (:func:`~xcos_xai.data.aligners.aligner_for`, LFW preset).
+            (:func:`~xcos_xai.data.aligners.lfw_aligner_for`, LFW preset, shared chip cache).
     """
-    from .._env import cache_dir
-    from ..data.aligners import aligner_for
-    from ..data.lfw import LFW
-    from ..models.registry import create_backbone
-
-    lfw = LFW(root)
+    lfw = LFW(root, images=images)
     backbone = backbone if backbone is not None else create_backbone(model, pretrained=True)
     keys = [str(p.relative_to(lfw.image_root)) for p in lfw.images()]
     paths = [lfw.image_root / k for k in keys]
-    aligner = aligner_for(backbone, cache_dir=cache_dir() / "chips", lfw=True)
+    aligner = lfw_aligner_for(backbone)
     features = compute_features(backbone, paths, aligner, keys=keys, workers=workers,
                                 progress=progress, batch_size=batch_size)
     return lfw, features, LFWIndex.build(lfw, keys)
@@ -138,8 +138,6 @@ def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = Tr
 
 def bundled_fold_scores(features: FeatureSet, index: LFWIndex, name: str = "dlib-xcos"):
     """Held-out scores of the bundled fold heads (head ``k`` scores fold ``k``)."""
-    from ..pretrained import bundle_metadata, load_head
-
     grid = bundle_metadata(name)["config"]["grid"]
     grids = features.grids[grid]
     n = len(index.same)

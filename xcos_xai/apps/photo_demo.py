@@ -8,30 +8,32 @@ can do; an impostor pair is the two people. For real numbers, point XCOS_XAI_DAT
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 
+from ..data.images import load_image
+from ..explain import explain_pair
+from ..pretrained import load_pretrained
+from ..viz.report import write_report
+
 
 def shipped_photos() -> dict[str, Path]:
     """Paths of real face photos that installed packages ship."""
-    import matplotlib
-    import skimage
+    # Found, not imported: importing matplotlib and scikit-image would take a second.
+    def package_dir(name: str) -> Path:
+        return Path(importlib.util.find_spec(name).origin).parent
 
     return {
         "Grace Hopper (matplotlib sample data)":
-            Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+            package_dir("matplotlib") / "mpl-data" / "sample_data" / "grace_hopper.jpg",
         "Eileen Collins (scikit-image astronaut.png)":
-            Path(skimage.__file__).parent / "data" / "astronaut.png",
+            package_dir("skimage") / "data" / "astronaut.png",
     }
 
 
 def run_photo_demo(out: Path) -> Path:
-    from ..data.images import load_image
-    from ..explain import explain_pair
-    from ..pretrained import load_pretrained
-    from ..viz.report import write_report
-
     out.mkdir(parents=True, exist_ok=True)
     model = load_pretrained()
     photos = shipped_photos()

@@ -6,14 +6,16 @@ import html
 
 import numpy as np
 
+from ..data.aligners import lfw_aligner_for
+from ..evaluation.protocol import ten_fold_accuracy
+from ..explain import explain_pair
+from ..models.registry import create_backbone
+from ..pretrained import bundle_metadata, load_pretrained
+from ..viz.notes import alignment_suspect, notes_line
 from ..viz.report import scatter_vs_model, score_histogram, write_report
-from .protocol import ten_fold_accuracy
 
 
 def _explain_rows(lfw, index, rows, protocol_thresholds, aligner, bundle="dlib-xcos"):
-    from ..explain import explain_pair
-    from ..pretrained import load_pretrained
-
     items = []
     frame = index.frame
     models = {}  # one model per fold, however many of its pairs are explained
@@ -30,19 +32,42 @@ def _explain_rows(lfw, index, rows, protocol_thresholds, aligner, bundle="dlib-x
         label = "genuine" if rec["same"] else "impostor"
         caption = (f"pair {int(i)} (fold {fold}, {label}): {rec['name_a']} #{rec['index_a']} vs "
                    f"{rec['name_b']} #{rec['index_b']}")
+        if alignment_suspect(expl):  # a face not found cleanly: likely the cause
+            caption = f"⚠ alignment: {caption} ({notes_line(expl)})"
         items.append((caption, expl))
     return items
 
 
+# The evaluation table as a reader sees it: column -> (header, number format)
+TABLE_COLUMNS = {
+    "scorer": ("scorer", None), "description": ("what it is", None),
+    "accuracy_mean": ("accuracy (%)", "{:.2f}"), "accuracy_std": ("± std (%)", "{:.2f}"),
+    "roc_auc": ("ROC AUC", "{:.4f}"), "tar_at_far_1e-3": ("TAR at FAR 0.1 %", "{:.4f}"),
+    "mean_threshold": ("mean threshold", "{:.3f}"),
+}
+
+
+def display_table(table):
+    """The protocol table with human headers and formatted numbers (strings), for the page.
+
+    Example:
+        >>> import pandas as pd
+        >>> t = display_table(pd.DataFrame({"scorer": ["xcos"], "accuracy_mean": [98.6483],
+        ...                                 "roc_auc": [0.99876]}))
+        >>> t.to_dict(orient="records")
+        [{'scorer': 'xcos', 'accuracy (%)': '98.65', 'ROC AUC': '0.9988'}]
+    """
+    out = table.copy()
+    for column, (_, fmt) in TABLE_COLUMNS.items():
+        if fmt is not None and column in out:
+            out[column] = [fmt.format(v) for v in out[column]]
+    return out.rename(columns={c: h for c, (h, _) in TABLE_COLUMNS.items()})
+
+
 def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examples: int = 4,
                      seed: int = 0, bundle: str = "dlib-xcos"):
-    from .._env import cache_dir
-    from ..data.aligners import aligner_for
-    from ..models.registry import create_backbone
-    from ..pretrained import bundle_metadata
-
     backbone = create_backbone(bundle_metadata(bundle)["backbone"])  # its input spec only
-    aligner = aligner_for(backbone, cache_dir=cache_dir() / "chips", lfw=True)
+    aligner = lfw_aligner_for(backbone)
     res = ten_fold_accuracy(scores["xcos"], index.same, index.pair_fold)
     thr = np.asarray(res.thresholds)
     pred = scores["xcos"] > thr[index.pair_fold]
@@ -68,11 +93,13 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
     ]
     figures = [
         ("xCos score distributions", score_histogram(scores["xcos"], index.same,
-                                                      float(thr.mean()), "xCos (held-out)")),
+                                                      float(thr.mean()), "xCos (held-out)",
+                                                      "mean fold threshold")),
         ("Model cosine distributions", score_histogram(
             scores["model_cosine"], index.same,
             float(np.mean(ten_fold_accuracy(scores["model_cosine"], index.same,
-                                            index.pair_fold).thresholds)), "model cosine")),
+                                            index.pair_fold).thresholds)), "model cosine",
+            "mean fold threshold")),
         ("Agreement with the model", scatter_vs_model(scores["xcos"], scores["model_cosine"],
                                                       index.same)),
     ]
@@ -82,8 +109,13 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
         "head that never saw the evaluated fold's people. Thresholds: chosen on 9 folds, "
         "applied to the 10th. Explanations below use the fold's head and threshold.</p>"
         f"<p>Attention: {s.mean_effective_cells:.2f} effective cells of {s.n_cells} on average; "
-        f"{100 * s.static_cell_share:.1f}% of the weight on {s.n_static_cells} static cells "
+        f"{100 * s.static_cell_share:.1f} % of the weight on {s.n_static_cells} static "
+        f"{'cell' if s.n_static_cells == 1 else 'cells'} "
         "(cells whose patch cosine barely varies across pairs: a shortcut detector).</p>"
         f"<p>{html.escape(str(len(false_rej)))} worst false rejects and "
-        f"{len(false_acc)} worst false accepts are shown.</p>")
-    return write_report(path, "xCos on LFW: evaluation report", intro, table, figures, sections)
+        f"{len(false_acc)} worst false accepts are shown. Pairs marked ⚠ alignment have a face "
+        "the detector did not find cleanly (no face found, so a fixed box was used; or a "
+        "black band where the crop runs past the photo): there the alignment, not the "
+        "faces, is the likelier cause of the error.</p>")
+    return write_report(path, "xCos on LFW: evaluation report", intro, display_table(table),
+                        figures, sections)

@@ -1,0 +1,362 @@
+"""``xcos-xai compare``: every pair explainer on the same LFW pairs, measured the same way.
+
+This module runs the job (the pairs, the worker processes, the resumable records, the output
+files); the measures are :mod:`xcos_xai.evaluation.faithfulness`, the figures
+:mod:`xcos_xai.viz.compare_figures`, the options :mod:`xcos_xai.cli`.
+
+For each selected LFW View-2 pair (balanced: genuine and impostor from every fold), with the
+fold's held-out head (``load_pretrained(fold=k)``):
+
+- every method explains the pair score (``target``) for both faces, timed against one plain
+  verification forward of the same pair in the same process;
+- deletion (11 steps, 0..100 %) and insertion (6 steps) of face A's 10x10-pixel units, in map
+  order, towards a Gaussian-blurred copy of face A (the stated baseline); genuine pairs rank
+  the supporting part first, impostor pairs the opposing part; the deletion scores give the
+  replacement FNMR/FMR curves at the fold's fixed threshold;
+- on a subset of genuine pairs, the localisation game: one facial region (eyes, nose or
+  mouth, in turn) of face B is replaced with another identity's, and the opposing part of
+  the hybrid's map must find it (pointing game, IoU, restored fraction to flip back);
+- on small subsets, Captum's ``sensitivity_max`` and the cascading model-randomisation check;
+- over all pairs, how much of each map sits on xCos's static cells (the attention shortcut).
+
+Per-pair records are appended to ``records.jsonl`` as they finish, so an interrupted run
+resumes where it stopped. The table goes to ``table.{csv,md,json}``, plots to ``*.html`` and
+``*.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..data.align import faces_to_tensor, lfw_aligner
+from ..data.lfw import LFW
+from ..evaluation.faithfulness import (  # noqa: F401  (COLUMNS, to_markdown: this run's table)
+    COLUMNS,
+    REGIONS,
+    CompareConfig,
+    measure_pair,
+    summarize,
+    to_markdown,
+)
+from ..explainers import create_explainer, explainer_class, list_explainers
+from ..explainers.metrics import randomised_copy, stage_module_names
+from ..pretrained import load_pretrained
+from ..viz.compare_figures import curve_figure, save_curves_png, save_example_maps
+
+# --------------------------------------------------------------------------- the pairs
+
+
+def select_pairs(frame: pd.DataFrame, n_pairs: int, seed: int = 0) -> pd.DataFrame:
+    """A balanced sample of View-2 pairs: ``n_pairs / 20`` genuine and as many impostor
+    pairs from each of the 10 folds (seeded), in fold order.
+
+    Returns the selected rows with their original row number in ``pair_id``.
+    """
+    if n_pairs < 20 or n_pairs % 20:
+        raise ValueError(f"n_pairs={n_pairs}: give a multiple of 20 (the same number of "
+                         "genuine and impostor pairs from each of the 10 folds)")
+    per = n_pairs // 20
+    rng = np.random.default_rng(seed)
+    parts = []
+    for fold in sorted(frame["fold"].unique()):
+        for same in (True, False):
+            rows = np.flatnonzero((frame["fold"] == fold).to_numpy()
+                                  & (frame["same"] == same).to_numpy())
+            if len(rows) < per:
+                kind = "genuine" if same else "impostor"
+                raise ValueError(f"fold {fold} has only {len(rows)} {kind} pairs, {per} "
+                                 "asked: ask for fewer pairs")
+            parts.append(np.sort(rng.choice(rows, per, replace=False)))
+    chosen = np.concatenate(parts)
+    out = frame.iloc[chosen].copy()
+    out.insert(0, "pair_id", chosen)
+    return out.reset_index(drop=True)
+
+
+def build_jobs(lfw, pairs: pd.DataFrame, config: CompareConfig, workers: int = 1,
+               progress: bool = True) -> list[dict]:
+    """One job per pair: the aligned chips, and for localisation pairs the donor and region."""
+    aligner = lfw_aligner()
+    paths = sorted(set(pairs["path_a"]) | set(pairs["path_b"]))
+    faces = aligner.align_many([lfw.image_root / p for p in paths], workers=workers,
+                               progress=progress)
+    chip = {p: f.chip for p, f in zip(paths, faces)}
+    rng = np.random.default_rng(config.seed + 1)
+    jobs, n_loc, n_sens, n_rand, n_ex = [], 0, 0, 0, {True: 0, False: 0}
+    per_fold = max(1, len(pairs) // 10)
+    half = max(1, per_fold // 2)  # positions 0.. are genuine pairs, half.. impostor pairs
+    loc_per_fold = -(-config.n_localisation // 10)
+    for i, row in pairs.iterrows():
+        same = bool(row["same"])
+        job = {"i": int(i), "pair_id": int(row["pair_id"]), "fold": int(row["fold"]),
+               "same": same, "path_a": row["path_a"], "path_b": row["path_b"],
+               "chip_a": chip[row["path_a"]], "chip_b": chip[row["path_b"]]}
+        k = i % per_fold  # position inside the fold
+        if same and k < loc_per_fold and n_loc < config.n_localisation:
+            # a donor of another identity from the same fold's impostor pairs
+            donors = pairs[(pairs["fold"] == row["fold"]) & ~pairs["same"]
+                           & (pairs["name_b"] != row["name_a"])]["path_b"].tolist()
+            if donors:
+                job["donor"] = chip[donors[int(rng.integers(len(donors)))]]
+                job["region"] = REGIONS[n_loc % len(REGIONS)]
+                n_loc += 1
+        # subsets for the expensive checks: one genuine and one impostor pair per fold
+        job["sensitivity"] = n_sens < config.n_sensitivity and k in (0, half)
+        n_sens += job["sensitivity"]
+        job["randomisation"] = (n_rand < config.n_randomisation
+                                and k in (1 % per_fold, (half + 1) % per_fold))
+        n_rand += job["randomisation"]
+        job["example"] = n_ex[same] < config.n_examples // 2 and k in (0, half)
+        n_ex[same] += job["example"]
+        jobs.append(job)
+    return jobs
+
+
+# --------------------------------------------------------------------------- one pair
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(config: CompareConfig) -> None:
+    torch.set_num_threads(config.threads)
+    _WORKER.clear()
+    _WORKER["config"] = config
+
+
+def _models(fold: int | None):
+    """The fold's model, its explainers and randomised copies (kept for the last fold)."""
+    config = _WORKER["config"]
+    key = fold if config.fold_heads else None
+    if _WORKER.get("key", "none") != key:
+        model = load_pretrained(fold=key)
+        _WORKER.update(key=key, model=model, explainers={
+            m: create_explainer(m, model, **config.method_kwargs(m)) for m in config.methods},
+            randomised=None)
+    return _WORKER["model"], _WORKER["explainers"]
+
+
+def _randomised_models():
+    if _WORKER.get("randomised") is None:
+        model = _WORKER["model"]
+        _WORKER["randomised"] = [(stage, randomised_copy(model, names, seed=1))
+                                 for stage, names in stage_module_names(model)]
+    return _WORKER["randomised"]
+
+
+def _to_input(model, chip: np.ndarray) -> torch.Tensor:
+    return model.input_spec.normalize(faces_to_tensor([chip]))
+
+
+def evaluate_pair(job: dict) -> dict:
+    """All measurements of one pair (runs in a worker; returns plain data)."""
+    config: CompareConfig = _WORKER["config"]
+    model, explainers = _models(job["fold"])
+    record = {k: job[k] for k in ("i", "pair_id", "fold", "same", "path_a", "path_b")}
+    record.update(measure_pair(
+        model, explainers, _to_input(model, job["chip_a"]), _to_input(model, job["chip_b"]),
+        job["same"], config,
+        donor=_to_input(model, job["donor"]) if "donor" in job else None,
+        region=job.get("region"), check_sensitivity=job["sensitivity"],
+        randomised_models=_randomised_models if job["randomisation"] else None,
+        keep_maps=job["example"]))
+    return record
+
+
+# --------------------------------------------------------------------------- the records
+
+
+class RecordStore:
+    """The per-pair records of a run, ``<folder>/records.jsonl``.
+
+    The first line is the run's configuration (JSON); then one JSON record per finished pair,
+    appended and flushed as pairs finish. An interrupted run resumes where it stopped (a
+    line cut by the interruption is skipped); a run of another configuration starts the file
+    afresh. Other processes may read the file while a run appends to it.
+    """
+
+    FILE = "records.jsonl"
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / self.FILE
+
+    def read(self) -> tuple[dict, dict[int, dict]]:
+        """``(configuration, {pair index: record})`` of the records written so far."""
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no comparison records at {self.path}: run `xcos-xai "
+                                    f"compare --out {self.folder}` first")
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        records = {}
+        for line in lines[1:]:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by an interruption, or being written
+                continue
+            records[rec["i"]] = rec
+        return json.loads(lines[0]), records
+
+    def resume(self, config: dict) -> dict[int, dict]:
+        """The records a run of ``config`` has finished (none for a new or changed run, whose
+        file is then started with ``config`` as its first line)."""
+        stamp = json.dumps(config, sort_keys=True)
+        if self.path.exists():
+            with open(self.path, encoding="utf-8") as fh:
+                first = fh.readline().rstrip("\n")
+            if first == stamp:
+                return self.read()[1]
+            self.path.unlink()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(stamp + "\n", encoding="utf-8")
+        return {}
+
+    @contextmanager
+    def appending(self) -> Iterator[Callable[[dict], None]]:
+        """``with store.appending() as append: append(record)`` (each record flushed)."""
+        with open(self.path, "a", encoding="utf-8") as fh:
+            def append(record: dict) -> None:
+                fh.write(json.dumps(record) + "\n")
+                fh.flush()
+
+            yield append
+
+
+# --------------------------------------------------------------------------- the outputs
+
+
+def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareConfig,
+                  extra: dict | None = None) -> dict[str, Path]:
+    """``table.csv``, ``table.md``, ``table.json`` (with the config and the summary),
+    ``curves.html``, ``curves.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "table.csv", "md": out / "table.md", "json": out / "table.json",
+             "html": out / "curves.html", "png": out / "curves.png"}
+    table.to_csv(paths["csv"], index=False, float_format="%.5f")
+    s = curves["summary"]
+    note = (f"{s['pairs']} LFW View-2 pairs ({s['genuine']} genuine, {s['impostor']} "
+            f"impostor, folds {s['folds'][0]}-{s['folds'][-1]}), target `{config.target}`, "
+            f"{'fold-held-out heads' if config.fold_heads else 'the default head'}; "
+            f"replacement baseline: Gaussian-blurred face A ({config.baseline}); units "
+            f"{config.unit}x{config.unit} px; localisation on {s['localisation_pairs']} "
+            f"hybrids ({s['localisation_flipped']} flipped the decision); sensitivity on "
+            f"{s['sensitivity_pairs']} pairs, randomisation on {s['randomisation_pairs']}.\n\n")
+    paths["md"].write_text(note + to_markdown(table), encoding="utf-8")
+    payload = {"config": asdict(config), "summary": s, "table": table.to_dict("records"),
+               "curves": {k: v for k, v in curves.items() if k != "summary"},
+               **(extra or {})}
+    paths["json"].write_text(json.dumps(payload, indent=1, default=float), encoding="utf-8")
+    controls = [m for m in curves["methods"] if explainer_class(m).control]
+    fig, panels = curve_figure(curves, controls)
+    fig.write_html(paths["html"], include_plotlyjs=True)
+    save_curves_png(curves, panels, paths["png"], controls)
+    return paths
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
+                workers: int = 1, progress: bool = True, reverse: bool = False,
+                skip_done_in: list[str | Path] = (), first: int = 0, images=None
+                ) -> tuple[pd.DataFrame, dict]:
+    """Run every method on ``config.n_pairs`` LFW View-2 pairs and write the results.
+
+    Args:
+        out: output folder (``records.jsonl`` there makes the run resumable).
+        root: the LFW folder (default ``$XCOS_XAI_DATA/lfw``; a clear error when absent).
+        config: a :class:`CompareConfig`.
+        workers: processes, each running ``config.threads`` torch threads.
+        reverse: work from the last pair backwards (a second process on another machine
+            or core can then share a run: see ``skip_done_in`` and :func:`summarize_records`).
+        skip_done_in: other output folders of the same configuration whose finished pairs
+            are not recomputed (checked once at the start).
+        first: start at this pair index (another process takes the pairs before it).
+        images: the LFW image folder (a name inside ``root`` or a path; see :class:`LFW`).
+    """
+    config = config or CompareConfig()
+    unknown = [m for m in config.methods if m not in list_explainers()]
+    if unknown:
+        raise ValueError(f"unknown explainer(s) {unknown}: choose from {list_explainers()}")
+    if config.target not in ("xcos", "model_cosine"):
+        raise ValueError(f"target must be 'xcos' or 'model_cosine', got {config.target!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lfw = LFW(root, images=images)  # DataNotFoundError names the folder and the fix
+    pairs = select_pairs(lfw.pairs_frame(), config.n_pairs, config.seed)
+    jobs = build_jobs(lfw, pairs, config, workers=workers, progress=progress)
+    store = RecordStore(out)
+    done = store.resume(asdict(config))
+    elsewhere = set()
+    for other in skip_done_in:
+        other_config, other_records = read_records(other)
+        if asdict(other_config) == asdict(config):
+            elsewhere |= {r["i"] for r in other_records}
+    todo = [j for j in jobs if j["i"] not in done and j["i"] not in elsewhere
+            and j["i"] >= first]
+    if reverse:
+        todo = todo[::-1]
+    start = time.perf_counter()
+    with store.appending() as append, \
+            tqdm(total=len(jobs), initial=len(done), desc="compare", unit="pair",
+                 disable=not progress) as bar:
+        def keep(rec):
+            done[rec["i"]] = rec
+            append(rec)
+            bar.update(1)
+
+        if workers <= 1:
+            _init_worker(config)
+            for job in todo:
+                keep(evaluate_pair(job))
+        else:
+            # fold-ordered chunks: each worker keeps its fold's model between pairs
+            with ProcessPoolExecutor(workers, initializer=_init_worker,
+                                     initargs=(config,)) as pool:
+                for rec in pool.map(evaluate_pair, todo, chunksize=1):
+                    keep(rec)
+    wall = time.perf_counter() - start
+    records = [done[j["i"]] for j in jobs if j["i"] in done]
+    table, curves = summarize(records, config)
+    write_outputs(out, table, curves, config,
+                  extra={"wall_time_s": wall, "workers": workers,
+                         "cpu_count": os.cpu_count(), "resumed_pairs": len(jobs) - len(todo)})
+    save_example_maps(records, {j["i"]: (j["chip_a"], j["chip_b"]) for j in jobs}, out)
+    return table, curves
+
+
+def read_records(out: str | Path) -> tuple[CompareConfig, list[dict]]:
+    """The configuration and the finished pair records of a (possibly running) comparison."""
+    config, records = RecordStore(out).read()
+    config = CompareConfig(**config)
+    return config, [records[i] for i in sorted(records)]
+
+
+def summarize_records(out: str | Path, dest: str | Path | None = None,
+                      also: list[str | Path] = ()):
+    """Table and curves from the records written so far (e.g. of an unfinished run), merged
+    with the records of other folders ``also`` that ran the same configuration."""
+    config, records = read_records(out)
+    merged = {r["i"]: r for r in records}
+    for other in also:
+        other_config, other_records = read_records(other)
+        if asdict(other_config) != asdict(config):
+            raise ValueError(f"{other} ran another configuration than {out}: not merged")
+        for r in other_records:
+            merged.setdefault(r["i"], r)
+    records = [merged[i] for i in sorted(merged)]
+    table, curves = summarize(records, config)
+    write_outputs(Path(dest or out), table, curves, config,
+                  extra={"partial": len(records) < config.n_pairs})
+    return table, curves
