@@ -66,9 +66,14 @@ def test_sface_bundle_is_small_described_and_loads_offline(monkeypatch):
     assert meta["backbone"] == "sface" and meta["config"]["grid"] == "7x7-local"
     assert len(meta["fold_thresholds"]) == 10
     assert meta["training"]["command"] == ("python training/build_pretrained.py --model sface "
-                                           "--config local-norm-learned-7x7")
+                                           "--config local-norm-untrained-7x7")
+    assert meta["config"]["epochs"] == 0 and meta["in_channels"] == 128
     card = (path.parent / "MODEL_CARD.md").read_text()
     assert f"{meta['metrics']['lfw_10fold_xcos'][0]:.2f}" in card
+    # the trained variants stay in the card as ablations, below the goal
+    assert "97.67 ± 0.71" in card and "98.27 ± 0.53" in card and "0.42 points below" in card
+    # fold-held-out thresholds: one per fold, chosen on the other folds (not all equal)
+    assert len({t["xcos"] for t in meta["fold_thresholds"]}) > 1
 
     def no_network(*args, **kwargs):
         raise AssertionError("load_pretrained tried to use the network")
@@ -79,12 +84,19 @@ def test_sface_bundle_is_small_described_and_loads_offline(monkeypatch):
     assert model.input_spec.size == (112, 112) and model.input_spec.channel_order == "BGR"
     assert float(model.threshold) == pytest.approx(meta["thresholds"]["xcos"])
     fold = load_pretrained("sface-xcos", fold=4)
-    assert not torch.allclose(model.head.attention.cell_bias, fold.head.attention.cell_bias)
+    assert float(fold.threshold) == pytest.approx(meta["fold_thresholds"][4]["xcos"])
     x = torch.randn(2, 3, 112, 112) * 0.5
     with torch.no_grad():
         out = model(x[:1], x[1:])
         emb = model.backbone(x)
+        ga, gb = model.grids(x[:1], x[1:])  # the 49 local descriptors of each face
     assert out.cos_map.shape == (1, 7, 7)
+    # the untrained weighting, by hand: W_c = |a_c| |b_c| / sum, xCos = sum <a_c, b_c> / sum
+    # |a_c| |b_c|
+    na, nb = ga.norm(dim=1), gb.norm(dim=1)
+    torch.testing.assert_close(out.attention, na * nb / (na * nb).sum(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(out.score, (ga * gb).sum((1, 2, 3)) / (na * nb).sum(),
+                               rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(out.contribution.sum((1, 2)), out.score)
     # the model cosine comes from the summed local descriptors: SFace's own embedding
     torch.testing.assert_close(out.model_cosine,

@@ -1,7 +1,7 @@
 """Build a bundled xCos head (``xcos_xai/pretrained/``) for dlib's face ResNet or SFace.
 
     python training/build_pretrained.py --config local-norm-learned-4x4
-    python training/build_pretrained.py --model sface --config local-norm-learned-7x7
+    python training/build_pretrained.py --model sface --config local-norm-untrained-7x7
 
 Trains, on cached features of LFW (no augmentation, frozen network):
 - ten fold heads: head k on the people of ``people.txt`` folds other than k, so that
@@ -74,6 +74,8 @@ def main(argv=None):
     r = float(np.corrcoef(res.scores, base["model_cosine"])[0, 1])
     meta = {
         "backbone": backbone, "config_name": args.config, "config": asdict(config),
+        "in_channels": int(grids.shape[1]),  # a head without adapter or learned attention
+        # (the untrained norm weighting) has no weight to read it from
         "thresholds": {"xcos": float(np.mean(learned.thresholds)),
                        "model_cosine": float(np.mean(model.thresholds))},
         "fold_thresholds": [{"xcos": a, "model_cosine": b}
@@ -86,7 +88,7 @@ def main(argv=None):
             "pearson_r_xcos_vs_model_cosine": r, "attention": summary.as_dict(),
         },
         "training": {"data": data,
-                     "default_head_final_mse": history[-1]["mse"],
+                     "default_head_final_mse": history[-1]["mse"] if history else None,
                      "command": ("python training/build_pretrained.py --model "
                                  f"{args.model} --config {args.config}"),
                      "seconds": time.perf_counter() - t0, "torch": torch.__version__,

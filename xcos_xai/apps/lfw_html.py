@@ -9,8 +9,7 @@ import numpy as np
 from ..data.aligners import lfw_aligner_for
 from ..evaluation.protocol import ten_fold_accuracy
 from ..explain import explain_pair
-from ..models.registry import create_backbone
-from ..pretrained import bundle_metadata, load_pretrained
+from ..pretrained import BUNDLE_LABELS, bundle_input_spec, bundle_metadata, load_pretrained
 from ..viz.notes import alignment_suspect, notes_line
 from ..viz.report import scatter_vs_model, score_histogram, write_report
 
@@ -66,8 +65,7 @@ def display_table(table):
 
 def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examples: int = 4,
                      seed: int = 0, bundle: str = "dlib-xcos"):
-    backbone = create_backbone(bundle_metadata(bundle)["backbone"])  # its input spec only
-    aligner = lfw_aligner_for(backbone)
+    aligner = lfw_aligner_for(bundle_input_spec(bundle))
     res = ten_fold_accuracy(scores["xcos"], index.same, index.pair_fold)
     thr = np.asarray(res.thresholds)
     pred = scores["xcos"] > thr[index.pair_fold]
@@ -104,7 +102,12 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
                                                       index.same)),
     ]
     s = summary
+    meta = bundle_metadata(bundle)
+    label = BUNDLE_LABELS.get(bundle, meta["backbone"])
     intro = (
+        f"<p>Model: {html.escape(label)}; bundled xCos head <code>{html.escape(bundle)}</code> "
+        f"(<code>{html.escape(str(meta.get('config_name', '')))}</code>, see the model "
+        "card).</p>"
         "<p>LFW View 2 (6000 pairs, 10 identity-disjoint folds). Every xCos score comes from a "
         "head that never saw the evaluated fold's people. Thresholds: chosen on 9 folds, "
         "applied to the 10th. Explanations below use the fold's head and threshold.</p>"
@@ -117,5 +120,6 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
         "the detector did not find cleanly (no face found, so a fixed box was used; or a "
         "black band where the crop runs past the photo): there the alignment, not the "
         "faces, is the likelier cause of the error.</p>")
-    return write_report(path, "xCos on LFW: evaluation report", intro, display_table(table),
+    return write_report(path, f"xCos on LFW with {label.split(' (')[0]}: evaluation report",
+                        intro, display_table(table),
                         figures, sections)
