@@ -72,7 +72,7 @@ def main(argv=None) -> None:
         sel = np.flatnonzero(index.pair_fold == k)
         rows = (index.pair_a[sel], index.pair_b[sel])
         heads[f"{bundle} fold heads"][sel] = score_pairs(head, grids, *rows)[0]
-        if hasattr(head.attention, "learned_scale"):  # only heads with a learned part
+        if getattr(head.attention, "learned_scale", None) is not None:  # a learned part only
             with torch.no_grad():
                 head.attention.learned_scale.zero_()
             heads[f"{bundle} fold heads, learned_scale = 0"][sel] = score_pairs(
