@@ -44,6 +44,17 @@ CONFIGS = {
     "local-norm-learned-4x4": PluginConfig(grid="4x4-local", channels=None,
                                            attention="norm_learned", epochs=5,
                                            pairs_per_epoch=40_960, batch_size=256, lr=1e-3),
+    # The same two on SFace's embedding split over its 7x7 cells (49 local descriptors).
+    "local-norm-7x7": PluginConfig(grid="7x7-local", channels=None, attention="norm",
+                                   epochs=5, pairs_per_epoch=40_960, batch_size=256, lr=1e-2),
+    "local-norm-learned-7x7": PluginConfig(grid="7x7-local", channels=None,
+                                           attention="norm_learned", epochs=5,
+                                           pairs_per_epoch=40_960, batch_size=256, lr=1e-3),
+    # No training at all: W proportional to |e_A,c| |e_B,c| (power 1, no bias), xCos =
+    # sum_c <e_A,c, e_B,c> / sum_c |e_A,c| |e_B,c|. On SFace it beats both trained variants
+    # (fold-held-out LFW: 98.78 against 98.27 and 97.67): the bundled sface-xcos head.
+    "local-norm-untrained-7x7": PluginConfig(grid="7x7-local", channels=None, attention="norm",
+                                             epochs=0),
     "spec-8x8": PluginConfig(grid="8x8", epochs=3),
     "deep-8x8": PluginConfig(grid="8x8", context_channels=64, epochs=3),
 }

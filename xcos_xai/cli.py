@@ -1,4 +1,5 @@
-"""The ``xcos-xai`` command line: ``demo``, ``evaluate``, ``explain``."""
+"""The ``xcos-xai`` command line: ``demo``, ``evaluate``, ``explain``, ``compare``, ``train``
+(every model-using command takes ``--model dlib|sface``)."""
 
 from __future__ import annotations
 
@@ -19,18 +20,20 @@ from .data.lfw import IMAGE_FOLDERS
 from .evaluation.faithfulness import CompareConfig, to_markdown
 from .explain import explain_pair
 from .explainers import list_explainers
-from .pretrained import load_pretrained
+from .pretrained import MODEL_BUNDLES, bundle_name, load_pretrained
 from .training.run import add_arguments as add_train_arguments
 from .training.run import run as run_training
 from .viz.notes import notes_line
 
+MODEL_HELP = ("the face model: dlib's ResNet (default) or OpenCV Zoo's SFace, each with its "
+              "bundled xCos head (dlib-xcos, sface-xcos) and its aligner")
 IMAGES_HELP = ("the LFW image folder: a name inside the LFW folder or a path (default: the "
                "first of " + ", ".join(IMAGE_FOLDERS) + " found there)")
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model = load_pretrained(attention=args.attention).to(device)
+    model = load_pretrained(name=bundle_name(args.model), attention=args.attention).to(device)
     try:
         expl = explain_pair(args.image_a, args.image_b, model=model,
                             assume_aligned=args.assume_aligned, device=device,
@@ -44,7 +47,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     (out / "explanation.json").write_text(json.dumps(expl.to_dict(), indent=1, default=str))
     verdict = "same person" if expl.same else "different people"
     print(f"xCos {expl.score:.4f} (threshold {expl.threshold:.4f}): {verdict}; "
-          f"model cosine {expl.model_cosine:.4f}")
+          f"model cosine {expl.model_cosine:.4f} ({expl.info.get('model', args.model)})")
     if notes_line(expl):  # how the faces were found, when not cleanly (one line, no paths)
         print(f"note: {notes_line(expl)}")
     print(f"wrote {out / 'explanation.html'}, explanation.png, explanation.json")
@@ -54,8 +57,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     table = run_lfw_evaluation(Path(args.out), root=args.lfw, images=args.images,
-                               workers=args.workers,
-                               reference=args.reference, report=args.report)
+                               workers=args.workers, reference=args.reference,
+                               report=args.report, model=args.model)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"evaluation took {time.perf_counter() - start:.1f} s; results in {args.out}")
     return 0
@@ -69,7 +72,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return _cmd_evaluate(args)
     print("No LFW under XCOS_XAI_DATA: explaining photos that installed packages ship "
           "(matplotlib's grace_hopper.jpg, scikit-image's astronaut.png)")
-    path = run_photo_demo(Path(args.out))
+    path = run_photo_demo(Path(args.out), model=args.model)
     print(f"wrote {path}")
     return 0
 
@@ -84,6 +87,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lfw", default=None, help="LFW folder (default: $XCOS_XAI_DATA/lfw)")
     parser.add_argument("--images", default=None, help=IMAGES_HELP)
     parser.add_argument("--out", default="outputs/compare", help="output folder")
+    parser.add_argument("--model", default="dlib", choices=sorted(MODEL_BUNDLES),
+                        help=MODEL_HELP + "; the fold heads are that bundle's")
     parser.add_argument("--pairs", type=int, default=d.n_pairs,
                         help="pairs, a multiple of 20 (balanced per fold and class)")
     parser.add_argument("--methods", default=",".join(d.methods),
@@ -120,7 +125,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     config = CompareConfig(
-        n_pairs=args.pairs, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        n_pairs=args.pairs, bundle=bundle_name(args.model),
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
         target=args.target, fold_heads=not args.default_head, ig_steps=args.ig_steps,
         deletion_step=args.deletion_step, insertion_step=args.insertion_step,
         smoothgrad_samples=args.smoothgrad_samples, n_localisation=args.localisation,
@@ -149,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "evaluation and an HTML report (or a photo demo)")
     demo.add_argument("--out", default="outputs/demo", help="output folder")
     demo.add_argument("--workers", type=int, default=2, help="processes for face alignment")
+    demo.add_argument("--model", default="dlib", choices=sorted(MODEL_BUNDLES), help=MODEL_HELP)
     demo.set_defaults(func=_cmd_demo)
 
     ev = sub.add_parser("evaluate", help="LFW View-2 10-fold evaluation of every scorer")
@@ -156,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--images", default=None, help=IMAGES_HELP)
     ev.add_argument("--out", default="outputs/lfw", help="output folder")
     ev.add_argument("--workers", type=int, default=2, help="processes for face alignment")
+    ev.add_argument("--model", default="dlib", choices=sorted(MODEL_BUNDLES), help=MODEL_HELP)
     ev.add_argument("--reference", action="store_true",
-                    help="also score with dlib's own pipeline (dlib-bin) as the reference")
+                    help="also score with the model's own pipeline as the reference (dlib-bin, "
+                         "or OpenCV + onnxruntime for SFace)")
     ev.add_argument("--report", action="store_true", help="also write the HTML report")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -166,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("image_b")
     ex.add_argument("--out", default="outputs/explain", help="output folder")
     ex.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
+    ex.add_argument("--model", default="dlib", choices=sorted(MODEL_BUNDLES), help=MODEL_HELP)
     ex.add_argument("--assume-aligned", action="store_true",
                     help="take the images as already aligned faces (no detection)")
     ex.add_argument("--method", default="xcos", choices=list_explainers(),

@@ -5,7 +5,8 @@ files); the measures are :mod:`xcos_xai.evaluation.faithfulness`, the figures
 :mod:`xcos_xai.viz.compare_figures`, the options :mod:`xcos_xai.cli`.
 
 For each selected LFW View-2 pair (balanced: genuine and impostor from every fold), with the
-fold's held-out head (``load_pretrained(fold=k)``):
+fold's held-out head of the chosen model (``load_pretrained(config.bundle, fold=k)``;
+``--model dlib|sface``), on the faces that model's aligner makes:
 
 - every method explains the pair score (``target``) for both faces, timed against one plain
   verification forward of the same pair in the same process;
@@ -45,7 +46,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..data.align import faces_to_tensor, lfw_aligner
+from ..data.align import faces_to_tensor
+from ..data.aligners import lfw_aligner_for
 from ..data.lfw import LFW
 from ..evaluation.faithfulness import (  # noqa: F401  (COLUMNS, to_markdown: this run's table)
     COLUMNS,
@@ -58,7 +60,7 @@ from ..evaluation.faithfulness import (  # noqa: F401  (COLUMNS, to_markdown: th
 from ..evaluation.field_protocols import in_road_subset
 from ..explainers import create_explainer, explainer_class, list_explainers
 from ..explainers.metrics import randomised_copy, stage_module_names
-from ..pretrained import load_pretrained
+from ..pretrained import bundle_input_spec, load_pretrained
 from ..viz.compare_figures import curve_figure, save_curves_png, save_example_maps
 from ..viz.cost_faithfulness import write_cost_faithfulness
 
@@ -94,8 +96,9 @@ def select_pairs(frame: pd.DataFrame, n_pairs: int, seed: int = 0) -> pd.DataFra
 
 def build_jobs(lfw, pairs: pd.DataFrame, config: CompareConfig, workers: int = 1,
                progress: bool = True) -> list[dict]:
-    """One job per pair: the aligned chips, and for localisation pairs the donor and region."""
-    aligner = lfw_aligner()
+    """One job per pair: the aligned chips (by the aligner of ``config.bundle``'s backbone),
+    and for localisation pairs the donor and region."""
+    aligner = lfw_aligner_for(bundle_input_spec(config.bundle))
     paths = sorted(set(pairs["path_a"]) | set(pairs["path_b"]))
     faces = aligner.align_many([lfw.image_root / p for p in paths], workers=workers,
                                progress=progress)
@@ -150,7 +153,7 @@ def _models(fold: int | None):
     config = _WORKER["config"]
     key = fold if config.fold_heads else None
     if _WORKER.get("key", "none") != key:
-        model = load_pretrained(fold=key).to(_WORKER.get("device", "cpu"))
+        model = load_pretrained(config.bundle, fold=key).to(_WORKER.get("device", "cpu"))
         _WORKER.update(key=key, model=model, explainers={
             m: create_explainer(m, model, **config.method_kwargs(m)) for m in config.methods},
             randomised=None)
@@ -256,7 +259,8 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
     table.to_csv(paths["csv"], index=False, float_format="%.5f")
     s = curves["summary"]
     note = (f"{s['pairs']} LFW View-2 pairs ({s['genuine']} genuine, {s['impostor']} "
-            f"impostor, folds {s['folds'][0]}-{s['folds'][-1]}), target `{config.target}`, "
+            f"impostor, folds {s['folds'][0]}-{s['folds'][-1]}), model `{config.bundle}`, "
+            f"target `{config.target}`, "
             f"{'fold-held-out heads' if config.fold_heads else 'the default head'}; "
             f"replacement baseline: Gaussian-blurred face A ({config.baseline}); units "
             f"{config.unit}x{config.unit} px; localisation on {s['localisation_pairs']} "
@@ -306,6 +310,7 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
     unknown = [m for m in config.methods if m not in list_explainers()]
     if unknown:
         raise ValueError(f"unknown explainer(s) {unknown}: choose from {list_explainers()}")
+    bundle_input_spec(config.bundle)  # an unknown bundle fails here, with the choices
     if config.target not in ("xcos", "model_cosine"):
         raise ValueError(f"target must be 'xcos' or 'model_cosine', got {config.target!r}")
     out = Path(out)
@@ -314,11 +319,11 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
     pairs = select_pairs(lfw.pairs_frame(), config.n_pairs, config.seed)
     jobs = build_jobs(lfw, pairs, config, workers=workers, progress=progress)
     store = RecordStore(out)
-    done = store.resume(asdict(config))
+    done = store.resume(config.stamp())
     elsewhere = set()
     for other in skip_done_in:
         other_config, other_records = read_records(other)
-        if asdict(other_config) == asdict(config):
+        if other_config.stamp() == config.stamp():
             elsewhere |= {r["i"] for r in other_records}
     todo = [j for j in jobs if j["i"] not in done and j["i"] not in elsewhere
             and j["i"] >= first and (shard is None or j["i"] % shard[1] == shard[0])]
@@ -371,7 +376,7 @@ def summarize_records(out: str | Path, dest: str | Path | None = None,
     merged = {r["i"]: r for r in records}
     for other in also:
         other_config, other_records = read_records(other)
-        if asdict(other_config) != asdict(config):
+        if other_config.stamp() != config.stamp():
             raise ValueError(f"{other} ran another configuration than {out}: not merged")
         for r in other_records:
             merged.setdefault(r["i"], r)

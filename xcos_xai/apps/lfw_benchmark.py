@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..core import UniformAttention
-from ..data.align import lfw_aligner
+from ..data.aligners import lfw_aligner_for
 from ..data.lfw import LFW
 from ..evaluation.features import FeatureSet, compute_features
 from ..models.registry import create_backbone
@@ -116,15 +116,21 @@ def held_out_xcos(features: FeatureSet, index: LFWIndex, config: PluginConfig,
 
 
 def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = True,
-                 batch_size: int = 64, images=None):
-    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through dlib's network (cached);
-    ``root``, ``images``: the LFW folder and its image folder (see :class:`LFW`)."""
+                 batch_size: int = 64, images=None, model: str = "dlib_resnet_v1"):
+    """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through one network (cached).
+
+    Args:
+        backbone: a built backbone, or ``None`` for ``create_backbone(model, pretrained=True)``.
+        root, images: the LFW folder and its image folder (see :class:`LFW`).
+        model: the registry name used when ``backbone`` is ``None`` (``"dlib_resnet_v1"``,
+            ``"sface"``). The aligner follows the backbone's input spec
+            (:func:`~xcos_xai.data.aligners.lfw_aligner_for`, LFW preset, shared chip cache).
+    """
     lfw = LFW(root, images=images)
-    backbone = backbone if backbone is not None else create_backbone("dlib_resnet_v1",
-                                                                      pretrained=True)
+    backbone = backbone if backbone is not None else create_backbone(model, pretrained=True)
     keys = [str(p.relative_to(lfw.image_root)) for p in lfw.images()]
     paths = [lfw.image_root / k for k in keys]
-    aligner = lfw_aligner()
+    aligner = lfw_aligner_for(backbone)
     features = compute_features(backbone, paths, aligner, keys=keys, workers=workers,
                                 progress=progress, batch_size=batch_size)
     return lfw, features, LFWIndex.build(lfw, keys)

@@ -6,15 +6,15 @@ import html
 
 import numpy as np
 
-from ..data.align import lfw_aligner
+from ..data.aligners import lfw_aligner_for
 from ..evaluation.protocol import ten_fold_accuracy
 from ..explain import explain_pair
-from ..pretrained import load_pretrained
+from ..pretrained import BUNDLE_LABELS, bundle_input_spec, bundle_metadata, load_pretrained
 from ..viz.notes import alignment_suspect, notes_line
 from ..viz.report import scatter_vs_model, score_histogram, write_report
 
 
-def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
+def _explain_rows(lfw, index, rows, protocol_thresholds, aligner, bundle="dlib-xcos"):
     items = []
     frame = index.frame
     models = {}  # one model per fold, however many of its pairs are explained
@@ -22,7 +22,7 @@ def _explain_rows(lfw, index, rows, protocol_thresholds, aligner):
         rec = frame.iloc[int(i)]
         fold = int(rec["fold"])
         if fold not in models:
-            models[fold] = load_pretrained(fold=fold)
+            models[fold] = load_pretrained(bundle, fold=fold)
             # Decide with the 10-fold protocol's threshold for this fold (chosen on the others).
             models[fold].threshold.fill_(float(protocol_thresholds[fold]))
         model = models[fold]
@@ -64,8 +64,8 @@ def display_table(table):
 
 
 def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examples: int = 4,
-                     seed: int = 0):
-    aligner = lfw_aligner()
+                     seed: int = 0, bundle: str = "dlib-xcos"):
+    aligner = lfw_aligner_for(bundle_input_spec(bundle))
     res = ten_fold_accuracy(scores["xcos"], index.same, index.pair_fold)
     thr = np.asarray(res.thresholds)
     pred = scores["xcos"] > thr[index.pair_fold]
@@ -80,14 +80,14 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
     sections = [
         ("Genuine pairs, correctly accepted (random)",
          _explain_rows(lfw, index, rng.choice(correct_gen, n_examples, replace=False), thr,
-                       aligner)),
+                       aligner, bundle)),
         ("Impostor pairs, correctly rejected (random)",
          _explain_rows(lfw, index, rng.choice(correct_imp, n_examples, replace=False), thr,
-                       aligner)),
+                       aligner, bundle)),
         ("False rejects (genuine pairs xCos rejects), worst first",
-         _explain_rows(lfw, index, false_rej, thr, aligner)),
+         _explain_rows(lfw, index, false_rej, thr, aligner, bundle)),
         ("False accepts (impostor pairs xCos accepts), worst first",
-         _explain_rows(lfw, index, false_acc, thr, aligner)),
+         _explain_rows(lfw, index, false_acc, thr, aligner, bundle)),
     ]
     figures = [
         ("xCos score distributions", score_histogram(scores["xcos"], index.same,
@@ -102,7 +102,12 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
                                                       index.same)),
     ]
     s = summary
+    meta = bundle_metadata(bundle)
+    label = BUNDLE_LABELS.get(bundle, meta["backbone"])
     intro = (
+        f"<p>Model: {html.escape(label)}; bundled xCos head <code>{html.escape(bundle)}</code> "
+        f"(<code>{html.escape(str(meta.get('config_name', '')))}</code>, see the model "
+        "card).</p>"
         "<p>LFW View 2 (6000 pairs, 10 identity-disjoint folds). Every xCos score comes from a "
         "head that never saw the evaluated fold's people. Thresholds: chosen on 9 folds, "
         "applied to the 10th. Explanations below use the fold's head and threshold.</p>"
@@ -115,5 +120,6 @@ def write_lfw_report(path, lfw, features, index, scores, table, summary, n_examp
         "the detector did not find cleanly (no face found, so a fixed box was used; or a "
         "black band where the crop runs past the photo): there the alignment, not the "
         "faces, is the likelier cause of the error.</p>")
-    return write_report(path, "xCos on LFW: evaluation report", intro, display_table(table),
+    return write_report(path, f"xCos on LFW with {label.split(' (')[0]}: evaluation report",
+                        intro, display_table(table),
                         figures, sections)

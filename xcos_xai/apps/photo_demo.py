@@ -8,6 +8,7 @@ can do; an impostor pair is the two people. For real numbers, point XCOS_XAI_DAT
 
 from __future__ import annotations
 
+import html
 import importlib.util
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..data.images import load_image
 from ..explain import explain_pair
-from ..pretrained import load_pretrained
+from ..pretrained import BUNDLE_LABELS, bundle_name, load_pretrained
 from ..viz.report import write_report
 
 
@@ -33,9 +34,12 @@ def shipped_photos() -> dict[str, Path]:
     }
 
 
-def run_photo_demo(out: Path) -> Path:
+def run_photo_demo(out: Path, model: str = "dlib") -> Path:
+    """The report of the shipped photos explained by ``model`` (``"dlib"``, ``"sface"`` or a
+    bundle name), written to ``out/report.html``."""
+    bundle = bundle_name(model)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_pretrained()
+    model = load_pretrained(bundle)
     photos = shipped_photos()
     (name_a, path_a), (name_b, path_b) = photos.items()
     img_a, img_b = load_image(path_a), load_image(path_b)
@@ -48,7 +52,10 @@ def run_photo_demo(out: Path) -> Path:
              "installed packages ship: matplotlib's <code>grace_hopper.jpg</code> and "
              "scikit-image's <code>astronaut.png</code>. Genuine pairs are a photo against "
              "its mirror image (only one photo per person ships). Set XCOS_XAI_DATA to a "
-             "folder holding LFW for the full evaluation.</p>")
-    return write_report(out / "report.html", "xCos explanations of shipped photos", intro,
+             "folder holding LFW for the full evaluation.</p>"
+             f"<p>Model: {html.escape(BUNDLE_LABELS[bundle])}, bundled xCos head "
+             f"<code>{html.escape(bundle)}</code>.</p>")
+    return write_report(out / "report.html", "xCos explanations of shipped photos "
+                        f"({BUNDLE_LABELS[bundle].split(' (')[0]})", intro,
                         None, [], [("Genuine pairs (photo vs mirror)", genuine),
                                    ("Impostor pair", impostor)])

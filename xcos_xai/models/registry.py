@@ -77,7 +77,7 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
     return _REGISTRY[name](pretrained=pretrained, **kwargs)
 
 
-_BUILTIN = ("dlib_resnet", "iresnet", "irse")
+_BUILTIN = ("dlib_resnet", "iresnet", "irse", "sface")
 
 
 def _import_builtin() -> None:

