@@ -18,8 +18,8 @@ from pathlib import Path
 
 from _common import HERE, RESULTS
 
-BENCHMARKS = ("explain_cost", "captum_cost", "lfw_throughput", "training_overhead", "memory",
-              "sface_cost")
+BENCHMARKS = ("explain_cost", "xcos_maps_cost", "captum_cost", "lfw_throughput",
+              "training_overhead", "memory", "sface_cost")
 
 
 def main(argv=None) -> int:

@@ -31,6 +31,12 @@ def test_compare_on_lfw_pairs(lfw_root, tmp_path, one_thread):
             assert m["insertion"][-1] == pytest.approx(r["score"], abs=1e-5)
             assert m["deletion"][-1] == pytest.approx(r["methods"]["random"]["deletion"][-1],
                                                       abs=1e-5)
+            # feature-space cell deletion: nothing replaced = the score; all 16 cells replaced
+            # by the mean face = the same end for every map
+            assert len(m["cell_deletion"]) == 17
+            assert m["cell_deletion"][0] == pytest.approx(r["score"], abs=1e-5)
+            assert m["cell_deletion"][-1] == pytest.approx(
+                r["methods"]["random"]["cell_deletion"][-1], abs=1e-5)
     # the table's AUCs are the mean of the per-pair trapezoids
     same = np.array([r["same"] for r in records])
     d = np.array([r["methods"]["xcos"]["deletion"] for r in records])

@@ -350,8 +350,11 @@ def test_pair_explorer_threshold_flips_the_decision(explorer):
     s_heat = heatmaps(explorer.figure)[0]
     assert white_point(s_heat) == pytest.approx(explorer.threshold.value)
     assert s_heat.zmax == 1.0
-    np.testing.assert_allclose(np.asarray(heatmaps(explorer.figure)[2].z),
-                               (e.cos_map - explorer.threshold.value) * e.attention, atol=1e-6)
+    # the evidence panel: the xCos explainer's default map (amortised occlusion of 8x8
+    # blocks, face A), which the threshold does not move; map="evidence" gives (S - t) * W
+    assert e.map_name == "amortised_fine" and e.map_grid_a.shape == (8, 8)
+    np.testing.assert_allclose(np.asarray(heatmaps(explorer.figure)[2].z), e.map_grid_a,
+                               atol=1e-6)
     explorer.threshold.value = round(e.score + 0.01, 3)
     assert explorer.decision is False
     assert "different people" in explorer.summary.value

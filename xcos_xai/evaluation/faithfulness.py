@@ -11,6 +11,9 @@ For one pair and every explainer (:func:`measure_pair`):
   identity's; the opposing part of the hybrid's map must find it: pointing game, IoU,
   restored fraction to flip back), Captum's ``sensitivity_max`` and the cascading
   model-randomisation check;
+- with the model's map statistics (``model.map_stats``), cell deletion in feature space: face
+  A's grid cells replaced, in map order, by the mean face's local descriptors (every map
+  judged at the grid's own resolution);
 - the maps' mass on xCos's static cells (the attention shortcut), in :func:`summarize`;
 - the field's protocols (:mod:`.field_protocols`): the explainer's passes per pair; ROAD
   MoRF/LeRF curves on a subset (``road=True``); cascading and independent layer
@@ -36,6 +39,7 @@ import torch
 from ..explainers import create_explainer
 from ..explainers.base import explainer_class, list_explainers, replacement_baseline
 from ..explainers.metrics import (
+    cell_deletion_curve,
     curve_auc,
     deletion_curve,
     facial_region_mask,
@@ -51,7 +55,7 @@ from ..explainers.metrics import (
     top_iou,
     unit_values,
 )
-from .attention_stats import static_cells, summarize_attention
+from .attention_stats import static_cells, summarize_attention, weight_against_variance
 from .field_protocols import (
     FIELD_COLUMNS,
     field_columns,
@@ -179,6 +183,10 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
                "flipped": bool(score > threshold >= hybrid_score)}
         record["localisation"] = loc
         hybrid_fn = fixed_face_scorer(model, x_a, target, vary="b")
+    stats = getattr(model, "map_stats", None)  # cell deletion in feature space needs it
+    if stats is not None:
+        with torch.no_grad():
+            grids = model.grids(x_a, x_b)
     for name, explainer in explainers.items():
         if pair_index is not None:
             reseed_for_pair(explainer, pair_index, config.seed)
@@ -191,6 +199,10 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
              "insertion": insertion_curve(score_fn, x_a, base_a, r.map_a, ins_f, config.unit,
                                           descending, seed=config.seed).tolist(),
              "grid_abs": r.grid_a[0].abs().tolist()}
+        if stats is not None:
+            m["cell_deletion"] = cell_deletion_curve(model, *grids, r.grid_a[0], stats.local_ref,
+                                                     descending=descending, seed=config.seed,
+                                                     target=target).tolist()
         if keep_maps:
             examples[name] = (r.map_a[0].cpu().numpy(), r.map_b[0].cpu().numpy())
         if loc is not None:
@@ -264,6 +276,8 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
         loc = [m for r, m in zip(records, ms) if "pointing" in m]
         rand = [m["randomisation"] for m in ms if "randomisation" in m]
         times = np.array([m["time_s"] for m in ms])
+        cell = [curve_auc(np.linspace(0, 1, len(m["cell_deletion"])), m["cell_deletion"])
+                if "cell_deletion" in m else np.nan for m in ms]
         row = {
             "method": name,
             "del_auc_genuine": d_auc[same].mean(),
@@ -272,6 +286,8 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
             "ins_auc_impostor": i_auc[~same].mean(),
             "fnmr_at_10pct": fnmr[at10], "fnmr_at_30pct": fnmr[at30],
             "fmr_at_10pct": fmr[at10], "fmr_at_30pct": fmr[at30],
+            "cell_del_auc_genuine": _nanmean(np.array(cell)[same]),
+            "cell_del_auc_impostor": _nanmean(np.array(cell)[~same]),
             "pointing": _nanmean([float(m["pointing"]) for m in loc]),
             "iou": _nanmean([m["iou"] for m in loc]),
             "restore_to_flip": _nanmean([m["restore_to_flip"] for m in loc]),
@@ -311,6 +327,8 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
                                         > thresholds) == same)),
         "static_cells": static.astype(int).tolist(),
         "xcos_attention": attention.as_dict(),
+        "weight_against_variance": weight_against_variance(
+            np.array([r["attention"] for r in records]), cos_maps),
     }
     return table, curves
 
@@ -325,6 +343,8 @@ COLUMNS = {  # column: (header, better)
     "fnmr_at_30pct": ("FNMR @30%", "higher"),
     "fmr_at_10pct": ("FMR @10% replaced", "higher"),
     "fmr_at_30pct": ("FMR @30%", "higher"),
+    "cell_del_auc_genuine": ("cell deletion AUC gen. (feature space)", "lower"),
+    "cell_del_auc_impostor": ("cell deletion AUC imp.", "higher"),
     "pointing": ("pointing game", "higher"),
     "iou": ("IoU with region", "higher"),
     "restore_to_flip": ("restored to flip", "lower"),

@@ -50,6 +50,12 @@ class PairExplanation:
         map_a, map_b: ``(h, w)`` the method's signed maps over face A and face B (positive:
             supports "same person"); for xCos the evidence of each cell over its pixels.
             ``None`` for explanations built from cached maps alone (no method was run).
+        map_name: for xCos, the map shown as the evidence (the explainer's ``map``: by
+            default ``"amortised_fine"`` when the model has its map statistics, else
+            ``"evidence"``, the ``(S - t) * W`` of :meth:`evidence`); ``None``: ``(S - t) * W``.
+        map_note: one sentence that explains that map to a user.
+        map_grid_a, map_grid_b: that map of face A and of face B at its own resolution
+            (the xCos cells, or the finer blocks of ``"amortised_fine"``), or ``None``.
     """
 
     score: float
@@ -67,6 +73,10 @@ class PairExplanation:
     target: str = "xcos"
     map_a: np.ndarray | None = None
     map_b: np.ndarray | None = None
+    map_name: str | None = None
+    map_note: str = ""
+    map_grid_a: np.ndarray | None = None
+    map_grid_b: np.ndarray | None = None
 
     @property
     def model_same(self) -> bool:
@@ -114,6 +124,9 @@ class PairExplanation:
             "model_same": self.model_same, "cos_map": self.cos_map.tolist(),
             "attention": self.attention.tolist(), "contribution": self.contribution.tolist(),
             "method": self.method, "target": self.target, "info": self.info,
+            "map_name": self.map_name, "map_note": self.map_note,
+            "map_grid_a": None if self.map_grid_a is None else self.map_grid_a.tolist(),
+            "map_grid_b": None if self.map_grid_b is None else self.map_grid_b.tolist(),
         }
 
     def _summary_html(self) -> str:
@@ -123,6 +136,8 @@ class PairExplanation:
                 ("decision", verdict),
                 ("model cosine", f"{self.model_cosine:.4f} (threshold "
                                  f"{self.model_threshold:.4f}, {agree})")]
+        if self.map_note:
+            rows.append(("evidence map", f"{self.map_name}: {self.map_note}"))
         cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                         f"<td>{html.escape(v)}</td></tr>" for k, v in rows)
         return f"<table>{cells}</table>"
@@ -168,6 +183,8 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
     Example (not run: it needs a photo pair)::
 
         e = explain_pair("a.jpg", "b.jpg")                     # xCos's own maps
+        e.map_name, e.map_note      # the evidence shown: "amortised_fine" and what it means
+        p = explain_pair("a.jpg", "b.jpg", map="contribution")  # the paper's S * W
         g = explain_pair("a.jpg", "b.jpg", method="gradcam")   # Grad-CAM of the xCos score
         g.figure(); g.save_html("gradcam.html"); g.map_a.shape  # (150, 150)
 
@@ -232,7 +249,26 @@ def explain_pair(a, b, model=None, aligner=None, assume_aligned: bool = False,
         info={"model": getattr(model, "name", type(model).__name__),
               "face_a": _face_info(faces[0]), "face_b": _face_info(faces[1])},
         method=method, target=target, map_a=attr.map_a[0].float().numpy(),
-        map_b=attr.map_b[0].float().numpy())
+        map_b=attr.map_b[0].float().numpy(), **_map_fields(explainer, attr))
+
+
+def _map_fields(explainer, attr) -> dict:
+    """The map the explainer chose (its default, or ``map=...``) at its own resolution, and
+    its sentence: :class:`PairExplanation`'s ``map_*`` fields."""
+    grids = [attr.extras.get(k) for k in ("map_grid_a", "map_grid_b")]
+    grids = [None if g is None else g[0].detach().float().cpu().numpy() for g in grids]
+    return {"map_name": getattr(explainer, "map", None), "map_note": getattr(explainer, "note", ""),
+            "map_grid_a": grids[0], "map_grid_b": grids[1]}
+
+
+def xcos_map_fields(model, face_a: np.ndarray, face_b: np.ndarray, **options) -> dict:
+    """The xCos explainer's map of two aligned faces (``(h, w, 3)`` uint8 chips), as the
+    ``map_*`` fields of a :class:`PairExplanation` built from cached numbers (one forward;
+    ``options`` as ``explain_pair``'s, e.g. ``map="contribution"``)."""
+    explainer = create_explainer("xcos", model, **options)
+    x = model.input_spec.normalize(faces_to_tensor([face_a, face_b]))
+    x = x.to(dtype=next(model.parameters()).dtype, device=next(model.parameters()).device)
+    return _map_fields(explainer, explainer.attribute(x[:1], x[1:]))
 
 
 def _align_argument(aligner, source, label: str, assume_aligned: bool):

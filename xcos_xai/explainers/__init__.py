@@ -5,7 +5,10 @@
   ``"occlusion"``, ``"random"``, and the field's verification methods ``"xssab"``,
   ``"corrrise"``, ``"fggb"``, ``"multiscale_occlusion"``); every explainer has
   ``attribute(x_a, x_b, target) -> PairAttribution`` and its labels (``label``,
-  ``short_label``) and options on its class.
+  ``short_label``) and options on its class; ``"xcos_<map>"`` is the xCos explainer
+  with another default map (one per map).
+- :mod:`.xcos_maps`: the faithful xCos maps (reference evidence, the exact split of the
+  model's cosine, feature-space deletion, amortised occlusion) and their statistics.
 - :func:`pair_score`: the one pair score (xCos or the model's cosine) they all explain.
 - :mod:`.metrics`: deletion/insertion, replacement error rates, the localisation game,
   sensitivity, model randomisation, attention shortcut, cost.

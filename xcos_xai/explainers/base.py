@@ -200,7 +200,7 @@ def register_explainer(name: str):
             raise ValueError(f"explainer {name!r} is registered twice")
         cls.name = name
         _REGISTRY[name] = cls
-        _REGISTRY_ORDER[cls.__module__.rsplit(".", 1)[-1]] = name
+        _REGISTRY_ORDER.setdefault(cls.__module__.rsplit(".", 1)[-1], name)  # first per module
         return cls
 
     return wrap

@@ -14,6 +14,8 @@ through a ``score_fn`` built by :func:`fixed_face_scorer` (the shared :func:`pai
   :func:`pointing_game`, :func:`top_iou`, :func:`restore_to_flip`).
 - **Stability** (:func:`sensitivity`, Captum's ``sensitivity_max``) and the **model
   randomisation** check (:func:`randomised_copy`, :func:`rank_correlation`).
+- **Cell deletion in feature space** (:func:`cell_deletion_curve`): every map judged at the
+  grid's own resolution, cells replaced by a typical face's local descriptors.
 - **Attention shortcut** (:func:`static_mass_share`), **cost** (:func:`time_call`).
 """
 
@@ -217,6 +219,59 @@ def replacement_error_rates(curves, same, threshold: float) -> tuple[np.ndarray,
     fnmr = 1 - accept[s].mean(axis=0) if s.any() else nan
     fmr = accept[~s].mean(axis=0) if (~s).any() else nan
     return fnmr, fmr
+
+
+def cell_deletion_curve(model, grid_a: torch.Tensor, grid_b: torch.Tensor,
+                        cell_map_a: torch.Tensor, reference: torch.Tensor, fractions=None,
+                        descending: bool = True, seed: int = 0,
+                        target: str = "xcos") -> torch.Tensor:
+    """Deletion in feature space: scores ``(K,)`` after replacing the top ``fractions[k]`` of
+    face A's grid cells, in map order, by the reference local descriptors.
+
+    Every map is judged at the grid's own resolution, on the decomposition xCos itself uses:
+    a cell is "removed" by giving it the descriptor of a typical face (the mean local
+    descriptor of the cell, :attr:`~.xcos_maps.MapStats.local_ref`).
+
+    Args:
+        model: an :class:`~xcos_xai.core.XCosModel` (its head scores the grids).
+        grid_a, grid_b: ``(1, D, h, w)`` the faces' local descriptors.
+        cell_map_a: ``(h, w)`` (or ``(1, h, w)``) map of face A on the grid.
+        reference: ``(D, h, w)`` reference descriptor of each cell.
+        fractions: replaced fractions (default ``0, 1/(h*w), ..., 1``: one cell a step).
+        descending: remove the largest values first (support); ``False`` for opposition.
+
+    Example (cell i of A is one-hot ``i``, B is all ones, the reference is zero):
+
+        >>> from xcos_xai.core import XCosHead, XCosModel
+        >>> class Grid(torch.nn.Module):
+        ...     grid_size = (1, 2)
+        ...     def forward_head(self, g):
+        ...         return g.mean(dim=(2, 3))
+        >>> model = XCosModel(Grid(), XCosHead(2, None, attention="uniform"))
+        >>> a = torch.eye(2).view(1, 2, 1, 2)
+        >>> cell_deletion_curve(model, a, torch.ones(1, 2, 1, 2), torch.tensor([[0.9, 0.1]]),
+        ...                     torch.zeros(2, 1, 2)).tolist()  # S = 0.707 in both cells
+        [0.7071067690849304, 0.3535533845424652, 0.0]
+    """
+    if grid_a.dim() != 4 or grid_a.shape[0] != 1 or grid_a.shape != grid_b.shape:
+        raise ValueError(f"grid_a and grid_b must be one pair's (1, D, h, w) grids, got "
+                         f"{tuple(grid_a.shape)} and {tuple(grid_b.shape)}")
+    h, w = grid_a.shape[-2:]
+    n = h * w
+    values = cell_map_a.reshape(h, w)
+    if reference.shape != grid_a.shape[1:]:
+        raise ValueError(f"reference must be (D, h, w) = {tuple(grid_a.shape[1:])}, got "
+                         f"{tuple(reference.shape)}")
+    fractions = np.linspace(0.0, 1.0, n + 1) if fractions is None else np.asarray(fractions)
+    order = rank_units(values, descending, seed)
+    rank = torch.empty(n, dtype=torch.long)
+    rank[order] = torch.arange(n)
+    counts = torch.tensor(fraction_counts(fractions, n)).view(-1, 1)
+    removed = (rank.view(1, -1) < counts).view(-1, 1, h, w).to(grid_a)
+    variants = grid_a * (1 - removed) + reference.to(grid_a).unsqueeze(0) * removed
+    with torch.no_grad():
+        return pair_score_from_grids(model, variants, grid_b.expand(len(variants), -1, -1, -1),
+                                     target)
 
 
 # --------------------------------------------------------------------------- localisation game

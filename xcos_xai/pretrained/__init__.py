@@ -18,6 +18,7 @@ from pathlib import Path
 from safetensors.torch import load_file, safe_open
 
 from ..core import XCosModel, build_attention
+from ..core.map_stats import MapStats
 from ..core.plugin_config import PluginConfig
 from ..models.registry import create_backbone
 
@@ -112,6 +113,20 @@ def load_head(name: str = DEFAULT, fold: int | None = None):
     return head.eval(), thresholds, config
 
 
+def load_map_stats(name: str = DEFAULT, fold: int | None = None):
+    """The per-cell reference and amortised-occlusion model of a bundle's head, or ``None``.
+
+    They live in ``<bundle>_maps.safetensors`` beside the bundle (built by
+    ``training/build_xcos_maps.py`` on the same folds as the heads); the head file itself is
+    never rewritten. Returns a :class:`~xcos_xai.core.map_stats.MapStats`.
+    """
+    path = _bundle_path(name)
+    path = path.with_name(path.stem + "_maps.safetensors")
+    if not path.exists():
+        return None
+    return MapStats.from_tensors(load_file(str(path)), "" if fold is None else f"fold{int(fold)}.")
+
+
 def load_pretrained(name: str = DEFAULT, fold: int | None = None,
                     attention: str | None = None) -> XCosModel:
     """The default xCos model, built with no network access.
@@ -135,4 +150,5 @@ def load_pretrained(name: str = DEFAULT, fold: int | None = None,
     if attention is not None:
         model.head = head.with_attention(build_attention(attention, head.channels))
     model.name = f"{name}" + ("" if fold is None else f"/fold{fold}")
+    model.map_stats = load_map_stats(name, fold)  # for the reference-relative xCos maps
     return model.eval()

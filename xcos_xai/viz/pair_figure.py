@@ -2,7 +2,9 @@
 
 Panels: face A and face B with the xCos grid drawn on them; the patch cosine map S on a
 diverging scale centred at the decision threshold (blue: more similar than the threshold,
-red: less); the attention W; and the evidence ``(S - threshold) * W`` per cell, which sums to
+red: less); the attention W; and the evidence: the xCos explainer's map (its default,
+``"amortised_fine"``, where the model has its map statistics: the predicted score drop when
+each block of face A is blurred), or ``(S - threshold) * W`` per cell, which sums to
 ``score - threshold`` (positive cells push towards "same person"). Hover shows every value.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,6 +21,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..core.xcos import evidence_map
+from ..explainers.xcos import VARIANTS
 from .notes import detection_notes
 
 DIVERGING = "RdBu"
@@ -123,6 +127,19 @@ def title_layout(text: str, height: int) -> dict:
                 pad=dict(t=34), font=dict(size=15))
 
 
+def shown_evidence(explanation, threshold: float):
+    """``(title, map_a, map_b)``: the evidence the figure shows. The explainer's map when the
+    explanation carries one other than ``(S - t) * W`` (``map_name``, ``map_grid_a/b``: one
+    map per face, at its own resolution); otherwise ``(S - threshold) * W`` on both faces."""
+    e = explanation
+    name = getattr(e, "map_name", None)
+    if name not in (None, "evidence") and getattr(e, "map_grid_a", None) is not None:
+        return (f"evidence: {VARIANTS[name].short_label}", np.asarray(e.map_grid_a),
+                np.asarray(e.map_grid_b))
+    ev = evidence_map(np.asarray(e.cos_map), np.asarray(e.attention), threshold)
+    return "evidence (S - t) * W", ev, ev
+
+
 def pair_title(explanation, threshold: float) -> str:
     """``xCos <score> vs threshold <t>: <verdict> | model cosine <c>``."""
     e = explanation
@@ -152,11 +169,14 @@ def pair_figure(explanation, title: str | None = None, height: int = 400,
     s, w, c = np.asarray(e.cos_map), np.asarray(e.attention), np.asarray(e.contribution)
     tau = float(e.threshold if threshold is None else threshold)
     evidence = evidence_map(s, w, tau)
+    ev_title, shown_a, shown_b = shown_evidence(e, tau)
+    own = ev_title != "evidence (S - t) * W"  # the explainer's own map (per face)
     rows, cols = s.shape
     # two-line titles in a smaller font: one line overlaps its neighbours at a notebook's width
     fig = make_subplots(rows=1, cols=5, horizontal_spacing=0.025, subplot_titles=(
         "face A", "face B", "patch cosine S<br>(white at the threshold)",
-        "attention W", "evidence<br>(S - threshold) * W"))
+        "attention W", (ev_title.replace(": ", " of face A<br>", 1) if own
+                        else "evidence<br>(S - threshold) * W")))
     fig.update_annotations(font_size=13)
     fig.add_trace(face_image(e.face_a, "face A"), 1, 1)
     fig.add_trace(face_image(e.face_b, "face B"), 1, 2)
@@ -164,7 +184,8 @@ def pair_figure(explanation, title: str | None = None, height: int = 400,
     hover = ("row %{y}, col %{x}<br>S = %{customdata[0]:.3f}<br>W = %{customdata[1]:.3f}"
              "<br>S*W = %{customdata[2]:.4f}<br>(S-t)*W = %{customdata[3]:+.4f}<extra></extra>")
     s_min, s_max = cosine_range(s, tau)
-    d_e = _symmetric_range(evidence, 0.0, floor=1e-4)
+    d_e = _symmetric_range(np.concatenate([np.ravel(shown_a), np.ravel(shown_b)]), 0.0,
+                           floor=1e-4)
     w_max = max(float(w.max()), 1e-6)
     s_ticks = dict(tickvals=[s_min, s_max], ticktext=[f"{s_min:.2f}", f"{s_max:.0f}"])
     maps = (
@@ -172,20 +193,23 @@ def pair_figure(explanation, title: str | None = None, height: int = 400,
          f"S (white: t = {tau:.3f})", s_ticks),
         (w, ATTENTION_SCALE, 0.0, w_max, 4, "W",
          dict(tickvals=[0.0, w_max / 2, w_max], tickformat=".2f")),
-        (evidence, DIVERGING, -d_e, d_e, 5, "(S - t) * W",
+        (shown_a, DIVERGING, -d_e, d_e, 5, "+ same, - different" if own else "(S - t) * W",
          dict(tickvals=[-d_e, 0.0, d_e], tickformat="+.3f")),
     )
     domains = {col: fig.get_subplot(1, col).xaxis.domain for col in (3, 4, 5)}
+    own_hover = "row %{y}, col %{x}<br>evidence = %{z:+.4f}<extra></extra>"
     for z, scale, zmin, zmax, col, label, ticks in maps:
-        fig.add_trace(go.Heatmap(z=z, customdata=custom, hovertemplate=hover, colorscale=scale,
+        plain = own and col == 5  # another resolution than S and W: its own hover
+        fig.add_trace(go.Heatmap(z=z, customdata=None if plain else custom,
+                                 hovertemplate=own_hover if plain else hover, colorscale=scale,
                                  zmin=zmin, zmax=zmax, reversescale=False, name=label,
                                  colorbar=horizontal_colorbar(domains[col], label, **ticks)),
                       1, col)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", row=1, col=col)
     size = e.face_a.shape[:2]
     if overlay_opacity is not None:
-        for col, label in ((1, "evidence on A"), (2, "evidence on B")):
-            fig.add_trace(cell_overlay(evidence, size, -d_e, d_e, float(overlay_opacity),
+        for col, label, z in ((1, "evidence on A", shown_a), (2, "evidence on B", shown_b)):
+            fig.add_trace(cell_overlay(z, size, -d_e, d_e, float(overlay_opacity),
                                        label), 1, col)
     for col in (1, 2):
         axis = "" if col == 1 else str(col)
@@ -203,6 +227,8 @@ def pair_figure(explanation, title: str | None = None, height: int = 400,
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     text = pair_title(e, tau)
+    if own and getattr(e, "map_note", ""):
+        text = f"{text}<br><span style='font-size:11px'>evidence: {e.map_note}</span>"
     if title:
         text = f"{title}<br><span style='font-size:13px'>{text}</span>"
     fig.update_layout(
@@ -224,7 +250,8 @@ def save_pair_png(explanation, path, dpi: int = 110) -> None:
     e = explanation
     s, w = np.asarray(e.cos_map), np.asarray(e.attention)
     tau = float(e.threshold)
-    evidence = evidence_map(s, w, tau)
+    ev_title, evidence, _ = shown_evidence(e, tau)
+    own = ev_title != "evidence (S - t) * W"
     fig, axes = plt.subplots(1, 5, figsize=(17, 4.3))
     rows, cols = s.shape
     notes = detection_notes(e)
@@ -246,7 +273,8 @@ def save_pair_png(explanation, path, dpi: int = 110) -> None:
     panels = ((axes[2], s, rdbu, s_norm, f"patch cosine S (white: t = {tau:.3f})",
                ([s_min, s_max], "{:.2f}")),
               (axes[3], w, "YlGn", None, "attention W", None),
-              (axes[4], evidence, rdbu, TwoSlopeNorm(0.0, -d_e, d_e), "evidence (S - t) * W",
+              (axes[4], evidence, rdbu, TwoSlopeNorm(0.0, -d_e, d_e),
+               ev_title.replace(": ", " of face A\n", 1) if own else ev_title,
                ([-d_e, 0.0, d_e], "{:+.3f}")))
     w_max = max(float(w.max()), 1e-6)
     for ax, z, cmap, norm, label, ticks in panels:
@@ -259,6 +287,8 @@ def save_pair_png(explanation, path, dpi: int = 110) -> None:
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(pair_title(e, tau))
+    note = getattr(e, "map_note", "") if own else ""
+    note = "\n".join(textwrap.wrap(f"evidence: {note}", 120)) if note else ""
+    fig.suptitle(pair_title(e, tau) + (f"\n{note}" if note else ""))
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

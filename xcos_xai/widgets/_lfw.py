@@ -11,6 +11,8 @@ from ..apps.lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
 from ..data.align import MultipleFacesWarning, lfw_aligner
 from ..evaluation.protocol import ten_fold_accuracy
 from ..explain import PairExplanation
+from ..explain.pair import xcos_map_fields
+from ..pretrained import load_pretrained
 from ..viz.notes import face_notes
 
 
@@ -58,7 +60,9 @@ class HeldOutEvaluation:
     def explanation(self, i: int, attention: np.ndarray | None = None,
                     aligner=None) -> PairExplanation:
         """Pair ``i`` explained from the cached maps (the numbers the evaluation used), with
-        its fold's protocol thresholds; ``attention`` replaces W (ablations)."""
+        its fold's protocol thresholds; ``attention`` replaces W (ablations). The evidence
+        map is the fold head's xCos explainer's default (one forward of the two faces; with
+        ``attention``: ``(S - t) * W``)."""
         i = int(i)
         r = self.index.frame.iloc[i]
         fold = int(r["fold"])
@@ -68,13 +72,22 @@ class HeldOutEvaluation:
                        np.float32)
         score = float((s * w).sum()) if attention is not None else float(self.result.scores[i])
         t = float(self.thresholds[fold])
+        maps = {} if attention is not None else xcos_map_fields(
+            self.fold_model(fold), face_a.chip, face_b.chip)
         return PairExplanation(
             score=score, threshold=t, same=score > t,
             model_cosine=float(self.model_cosine[i]),
             model_threshold=float(self.model_thresholds[fold]), cos_map=s, attention=w,
             contribution=s * w, face_a=face_a.chip, face_b=face_b.chip,
             info={"model": f"dlib-xcos/fold{fold}", "pair": i, "caption": self.caption(i),
-                  "face_a": _face_info(face_a), "face_b": _face_info(face_b)})
+                  "face_a": _face_info(face_a), "face_b": _face_info(face_b)}, **maps)
+
+    def fold_model(self, fold: int):
+        """The fold's held-out model (loaded once)."""
+        models = self.__dict__.setdefault("_models", {})
+        if fold not in models:
+            models[fold] = load_pretrained(fold=fold)
+        return models[fold]
 
     def faces(self, i: int, aligner=None) -> tuple:
         """The two :class:`~xcos_xai.data.align.AlignedFace` of pair ``i`` (chip cache)."""

@@ -237,12 +237,18 @@ class PairExplorer:
     def attribution(self, method: str) -> tuple[np.ndarray, np.ndarray]:
         """``(map_a, map_b)`` of ``method`` for the current pair (computed once, cached).
 
-        xCos: the evidence ``(S - threshold) * W`` on the grid (the same cells on both faces).
-        Other methods: ``create_explainer(method, model).attribute(...)`` of the explainers
-        package, explaining the xCos score, at input resolution.
+        xCos: the xCos explainer's map (:attr:`PairExplanation.map_name`: by default the
+        amortised occlusion of 8x8 blocks, one map per face), or the evidence
+        ``(S - threshold) * W`` on the grid where the model has no map statistics.
+        ``"xcos_contribution"`` (the paper's S * W) and the other ``xcos_<map>`` are methods
+        of the menu. Other methods: ``create_explainer(method, model).attribute(...)`` of
+        the explainers package, explaining the xCos score, at input resolution.
         """
         if method == XCOS:
-            ev = evidence_map(self.explanation, self.threshold.value)
+            e = self.explanation
+            if e.map_name not in (None, "evidence") and e.map_grid_a is not None:
+                return e.map_grid_a, e.map_grid_b
+            ev = evidence_map(e, self.threshold.value)
             return ev, ev
         key = (source_key(self.current), method)
         if key not in self._attributions:
