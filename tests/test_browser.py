@@ -90,10 +90,11 @@ def jupyterlab(tmp_path_factory, lfw_root):
     root = tmp_path / "lab"
     shutil.copytree(REPO / "notebooks", root / "notebooks",
                     ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    # 05 reads the committed comparison run beside the notebooks (linked, not copied)
+    # 04 and 05 read the committed comparison runs beside the notebooks (linked, not copied)
     results = root / "training" / "results"
     results.mkdir(parents=True)
-    (results / "compare_lfw300").symlink_to(REPO / "training" / "results" / "compare_lfw300")
+    for run in ("compare_lfw300", "faithful_maps"):
+        (results / run).symlink_to(REPO / "training" / "results" / run)
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(

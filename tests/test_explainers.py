@@ -255,4 +255,6 @@ def test_every_explainer_states_its_passes_per_pair(model, name):
                 "fggb": 2 * (1 + 16), "corrrise": 2 * 500 + 2,
                 # 16 px: 2 px patches at stride 1 (15 x 15 starts), 4 px ones (13 x 13)
                 "multiscale_occlusion": 2 * (15 * 15 + 13 * 13 + 2)}
+    # every xCos map (xcos_<map>) comes from the same forward of both faces
+    expected.update({n: 2 for n in list_explainers() if n.startswith("xcos_")})
     assert passes == expected[name]
