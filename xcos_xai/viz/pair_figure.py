@@ -227,13 +227,17 @@ def pair_figure(explanation, title: str | None = None, height: int = 400,
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     text = pair_title(e, tau)
+    extra = 20 if title else 0
     if own and getattr(e, "map_note", ""):
-        text = f"{text}<br><span style='font-size:11px'>evidence: {e.map_note}</span>"
+        # wrapped: one long line is cut at a notebook's width; each further line gets room
+        lines = textwrap.wrap(f"evidence: {e.map_note}", 110)
+        text = f"{text}<br><span style='font-size:11px'>{'<br>'.join(lines)}</span>"
+        extra += 14 * (len(lines) - 1)
     if title:
         text = f"{title}<br><span style='font-size:13px'>{text}</span>"
     fig.update_layout(
-        title=title_layout(text, height), height=height + (20 if title else 0),
-        margin=dict(l=10, r=10, t=105 + (20 if title else 0), b=75),
+        title=title_layout(text, height), height=height + extra,
+        margin=dict(l=10, r=10, t=105 + extra, b=75),
         template="plotly_white")
     return fig
 
