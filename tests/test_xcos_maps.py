@@ -150,6 +150,24 @@ def test_reference_maps_without_statistics_are_one_clear_error():
         create_explainer("xcos", model, map="exact2")
 
 
+def test_default_map_falls_back_to_the_best_the_statistics_allow():
+    """Statistics without the fine amortiser (SFace's 7x7 bundle): the cells' amortised
+    occlusion; a variant keeps its own map whatever the statistics hold."""
+    from xcos_xai.core.map_stats import MapStats
+    from xcos_xai.explainers.xcos import best_available_map, map_available
+
+    stats = MapStats(torch.zeros(2, 2), torch.zeros(2, 2, 2), None)
+    assert best_available_map(stats) == "evidence"  # no amortiser fitted
+    assert map_available("cell_deletion", stats) and not map_available("shift", stats)
+    stats.amortiser = object()
+    assert best_available_map(stats) == "amortised"
+    model = XCosModel(MeanGrid(), XCosHead(2, None, attention="uniform"))
+    assert create_explainer("xcos", model, stats=stats).map == "amortised"
+    assert create_explainer("xcos_cell_deletion", model, stats=stats).map == "cell_deletion"
+    stats.fine_amortiser = object()
+    assert create_explainer("xcos", model, stats=stats).map == "amortised_fine"
+
+
 # --------------------------------------------------------------------------- real faces
 
 

@@ -42,6 +42,7 @@ import torch
 
 from xcos_xai._env import cache_dir
 from xcos_xai._io import atomic_save_safetensors
+from xcos_xai.pretrained import bundle_name
 
 OUT = Path(__file__).resolve().parents[1] / "xcos_xai" / "pretrained"
 
@@ -63,18 +64,21 @@ def training_pairs(frame, per_fold: int, seed: int = 0, exclude_n: int = 300):
 
 
 @torch.no_grad()
-def occluded_grids(paths, root, threads: int = 1, cells: int | None = None):
+def occluded_grids(paths, root, threads: int = 1, cells: int | None = None,
+                   bundle: str = "dlib-xcos"):
     """``(N, D, h, w)`` grids and ``(N, c*c, D, h, w)`` grids with one of ``c x c`` blocks of
-    the face blurred (default: the model's own ``h x w`` cells)."""
-    from xcos_xai.data.align import faces_to_tensor, lfw_aligner
+    the face blurred (default: the model's own ``h x w`` cells), through ``bundle``'s
+    backbone on the faces of its aligner."""
+    from xcos_xai.data.align import faces_to_tensor
+    from xcos_xai.data.aligners import lfw_aligner_for
     from xcos_xai.explainers.base import replacement_baseline
     from xcos_xai.explainers.occlusion import cell_mask
     from xcos_xai.pretrained import load_pretrained
 
     torch.set_num_threads(threads)
-    model = load_pretrained()
+    model = load_pretrained(bundle)
     backbone = model.backbone
-    aligner = lfw_aligner()
+    aligner = lfw_aligner_for(backbone)
     faces = aligner.align_many([root / p for p in paths], workers=1, progress=True)
     grids, occluded = [], []
     start = time.perf_counter()
@@ -100,12 +104,15 @@ def stage_occlusion(args) -> Path:
     pairs = training_pairs(lfw.pairs_frame(), args.per_fold, args.seed)
     paths = sorted(set(pairs["path_a"]) | set(pairs["path_b"]))
     parts = [paths, args.per_fold, args.seed] + ([args.cells] if args.cells else [])
+    if args.model != "dlib":  # (the dlib caches keep the keys they were made with)
+        parts.append(args.model)
     key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
     path = cache_dir() / "xcos_maps" / f"occluded_{key}.safetensors"
     if path.exists():
         print(f"cached: {path}")
         return path
-    grids, occluded = occluded_grids(paths, lfw.image_root, args.threads, args.cells)
+    grids, occluded = occluded_grids(paths, lfw.image_root, args.threads, args.cells,
+                                     bundle_name(args.model))
     atomic_save_safetensors(
         {"grids": grids, "occluded": occluded,
          "pair_a": torch.tensor([paths.index(p) for p in pairs["path_a"]]),
@@ -241,12 +248,14 @@ def _load_occlusion(path: Path) -> dict:
 
 
 def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
-                  fine_path: Path | None = None) -> Path:
+                  fine_path: Path | None = None, model_name: str = "dlib") -> Path:
     from safetensors.torch import load_file
 
     from xcos_xai.apps.lfw_benchmark import lfw_features
     from xcos_xai.core.map_stats import AmortisedOcclusion, MapStats, pack_map_stats
-    from xcos_xai.pretrained import DEFAULT, _bundle_path, bundle_metadata, load_pretrained
+    from xcos_xai.pretrained import _bundle_path, bundle_metadata, load_pretrained
+
+    name = bundle_name(model_name)
 
     torch.set_num_threads(threads)
     t = load_file(str(occ_path))
@@ -255,15 +264,16 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
     pfold = t["pair_fold"].numpy()
     image_fold = np.full(len(grids), -1)  # a View-2 fold's people appear in no other fold
     image_fold[pa.numpy()], image_fold[pb.numpy()] = pfold, pfold
-    _, features, index = lfw_features(progress=False)
-    grid_name = bundle_metadata(DEFAULT)["config"]["grid"]
+    meta = bundle_metadata(name)
+    _, features, index = lfw_features(progress=False, model=meta["backbone"])
+    grid_name = meta["config"]["grid"]
     lfw_grids = features.grids[grid_name]
     grid_size = tuple(lfw_grids.shape[-2:])
     tensors, report = {}, {"occlusion_pairs": int(len(pa)), "ridges": {}, "held_out": {}}
     rows, fine_rows = [], []
     fine = _load_occlusion(fine_path) if fine_path is not None else None
     for fold in [None, *range(10)]:
-        model = load_pretrained(fold=fold)
+        model = load_pretrained(name, fold=fold)
         images = np.ones(len(index.image_fold), bool) if fold is None else index.image_fold != fold
         local_ref = lfw_grids[torch.from_numpy(np.flatnonzero(images))].float().mean(0)
         imp = np.flatnonzero(~index.same & ((index.pair_fold != fold) if fold is not None
@@ -327,12 +337,12 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
         report["per_fold_fine"] = fine_rows
         print(json.dumps(report["held_out_fine_blocks"], indent=1))
     report["per_fold"] = rows
-    name = DEFAULT
     path = out_dir / (_bundle_path(name).stem + "_maps.safetensors")
     meta = {"bundle": _bundle_path(name).name, "grid": grid_name,
             "occlusion_cache": occ_path.name,
             "fine_occlusion_cache": fine_path.name if fine_path else None, "report": report,
-            "command": "python training/build_xcos_maps.py"}
+            "command": "python training/build_xcos_maps.py"
+                       + ("" if model_name == "dlib" else f" --model {model_name}")}
     atomic_save_safetensors(pack_map_stats(tensors), path, metadata={"maps": json.dumps(meta)})
     print(json.dumps(report["held_out"], indent=1))
     print(f"wrote {path}")
@@ -355,28 +365,35 @@ LABELS = {
 }
 
 
-def write_report(maps_path: Path, out: Path = RESULTS) -> Path:
+def write_report(maps_path: Path, out: Path = RESULTS, per_fold: int = 100,
+                 fine_per_fold: int = 50, model_name: str = "dlib") -> Path:
     """``held_out_agreement.md``: how each map ranks a face's cells like measured occlusion."""
     from safetensors import safe_open
 
     with safe_open(str(maps_path), framework="pt") as fh:
         meta = json.loads(fh.metadata()["maps"])
     rep = meta["report"]
+    stats = MapStatsShape.of(maps_path)
+    h, w = stats.grid
+    flag = "" if model_name == "dlib" else f" --model {model_name}"
     lines = ["# Which maps rank the cells as occlusion does (held out by fold)", "",
-             "`python training/build_xcos_maps.py --stage report` (numbers written by the fit "
-             "stage into the metadata of `xcos_xai/pretrained/dlib_xcos_maps.safetensors`).", "",
-             f"For every face of {rep['occlusion_pairs']} LFW View-2 pairs (100 per fold, none of "
-             "the 300 compare pairs), the measured occlusion effect of each of the 16 cells "
+             f"`python training/build_xcos_maps.py{flag} --stage report` (numbers written by the "
+             f"fit stage into the metadata of `xcos_xai/pretrained/{maps_path.name}`).", "",
+             f"For every face of {rep['occlusion_pairs']} LFW View-2 pairs ({per_fold} per fold, "
+             f"none of the 300 compare pairs), the measured occlusion effect of each of the "
+             f"{h * w} cells "
              "(xCos score drop when the cell's pixels are replaced by the blurred face, under "
              "the fold's held-out head) against each map. Spearman correlation over the cells "
              "of a face, averaged over the faces of the held-out fold, then over the 10 folds "
              "(each fold's map statistics and amortiser fitted on the other 9).", "",
-             "| map (4x4 cells) | Spearman with occlusion |", "|---|---:|"]
+             f"| map ({h}x{w} cells) | Spearman with occlusion |", "|---|---:|"]
     for k, v in sorted(rep["held_out"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {LABELS.get(k, k)} | {v:.3f} |")
     if "held_out_fine_blocks" in rep:
-        lines += ["", "The same over 64 blocks of 8x8 (50 pairs per fold, 959 faces):", "",
-                  "| map (8x8 blocks) | Spearman with block occlusion |", "|---|---:|"]
+        c = stats.fine
+        lines += ["", f"The same over {c * c} blocks of {c}x{c} ({fine_per_fold} pairs per "
+                  "fold):", "", f"| map ({c}x{c} blocks) | Spearman with block occlusion |",
+                  "|---|---:|"]
         for k, v in sorted(rep["held_out_fine_blocks"].items(), key=lambda kv: -kv[1]):
             lines.append(f"| {LABELS.get(k, k)} | {v:.3f} |")
     lines += ["", f"Ridge penalties chosen by leave-one-fold-out inside the training folds: "
@@ -386,6 +403,24 @@ def write_report(maps_path: Path, out: Path = RESULTS) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(path.read_text())
     return path
+
+
+class MapStatsShape:
+    """The grid (and fine block count) of a maps file, read from its tensors."""
+
+    def __init__(self, grid, fine):
+        self.grid, self.fine = grid, fine
+
+    @classmethod
+    def of(cls, path: Path) -> MapStatsShape:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            grid = tuple(fh.get_slice("cos_ref").get_shape())
+            fine = None
+            if "fine_shift" in fh.keys():
+                fine = int(round(fh.get_slice("fine_shift").get_shape()[0] ** 0.5))
+        return cls(grid, fine)
 
 
 def pack(path: Path) -> Path:
@@ -419,11 +454,19 @@ def main(argv=None):
                         help="also fit the amortiser of c x c pixel blocks (0: no)")
     parser.add_argument("--fine-per-fold", type=int, default=50,
                         help="pairs per fold of its occlusion stage (64 forwards an image)")
+    parser.add_argument("--model", default="dlib", choices=["dlib", "sface"],
+                        help="whose bundle gets the statistics (dlib-xcos, sface-xcos)")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
-    maps_path = Path(args.out) / "dlib_xcos_maps.safetensors"
+    from xcos_xai.pretrained import _bundle_path
+
+    maps_path = Path(args.out) / (_bundle_path(bundle_name(args.model)).stem
+                                  + "_maps.safetensors")
+    results = RESULTS if args.model == "dlib" else RESULTS.with_name(f"faithful_maps_{args.model}")
+    report = dict(out=results, per_fold=args.per_fold, fine_per_fold=args.fine_per_fold,
+                  model_name=args.model)
     if args.stage == "report":
-        write_report(maps_path)
+        write_report(maps_path, **report)
         return
     if args.stage == "pack":
         pack(maps_path)
@@ -434,7 +477,8 @@ def main(argv=None):
         fine = stage_occlusion(argparse.Namespace(**{**vars(args), "cells": args.fine_cells,
                                                      "per_fold": args.fine_per_fold}))
     if args.stage in ("fit", "all"):
-        write_report(fit_and_write(occ, Path(args.out), args.threads, fine))
+        write_report(fit_and_write(occ, Path(args.out), args.threads, fine, args.model),
+                     **report)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,27 @@ _NEEDS_STATS = ("evidence_ref", "exact_ref", "cell_deletion", "shift", "amortise
                 "amortised_fine")
 
 
+def map_available(map: str, stats: MapStats | None) -> bool:
+    """Whether map ``map`` can be made with these statistics (``None``: none bundled)."""
+    if map not in _NEEDS_STATS:
+        return True
+    need = {"amortised": "amortiser", "amortised_fine": "fine_amortiser",
+            "shift": "occlusion_shift"}.get(map)
+    return stats is not None and (need is None or getattr(stats, need, None) is not None)
+
+
+def best_available_map(stats: MapStats | None) -> str:
+    """The most faithful map the model's statistics allow: ``"amortised_fine"``, else
+    ``"amortised"``, else ``"evidence"`` (what :class:`XCosExplainer` shows when its default
+    needs statistics the model lacks).
+
+    >>> best_available_map(None)
+    'evidence'
+    """
+    return next(m for m in ("amortised_fine", "amortised", "evidence")
+                if map_available(m, stats))
+
+
 @register_explainer("xcos")
 class XCosExplainer(PairExplainer):
     """The maps xCos computes in its forward pass (no gradients, no extra image forwards).
@@ -103,11 +124,11 @@ class XCosExplainer(PairExplainer):
                  stats: MapStats | None = None, **kwargs):
         super().__init__(model, **kwargs)
         stats = stats if stats is not None else getattr(model, "map_stats", None)
-        if map is None:  # the default needs the bundled statistics; without them: evidence
+        if map is None:  # the default needs the bundled statistics: without the fine
+            # amortiser the cells' amortised occlusion, without any statistics (S - t) * W
             map = self.default_map
-            if map in _NEEDS_STATS and (stats is None or (
-                    map == "amortised_fine" and stats.fine_amortiser is None)):
-                map = "evidence"
+            if not map_available(map, stats):
+                map = best_available_map(stats)
         if map not in MAPS:
             raise ValueError(f"unknown xCos map {map!r}: choose one of {MAPS}")
         self.map = map
