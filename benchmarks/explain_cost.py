@@ -42,29 +42,33 @@ from _common import (
 NAME = "explain_cost"
 
 
-def load_chips(n: int, seed: int = 0) -> tuple[np.ndarray, str]:
-    """``(n, 150, 150, 3)`` uint8 aligned LFW faces (from the chip cache), or random chips
-    when no LFW is available (the cost does not depend on the pixels)."""
+def load_chips(n: int, seed: int = 0, model: str = "dlib") -> tuple[np.ndarray, str]:
+    """``(n, H, W, 3)`` uint8 aligned LFW faces (from the chip cache) by ``model``'s aligner
+    (dlib: 150x150 chips, SFace: 112x112 ArcFace faces), or random chips when no LFW is
+    available (the cost does not depend on the pixels)."""
     import os
     import warnings
 
     if os.environ.get("XCOS_XAI_DATA"):
         try:
-            from xcos_xai.data.align import MultipleFacesWarning, lfw_aligner
+            from xcos_xai.data.align import MultipleFacesWarning
+            from xcos_xai.data.aligners import lfw_aligner_for
             from xcos_xai.data.lfw import LFW
+            from xcos_xai.pretrained import bundle_input_spec, bundle_name
 
             warnings.simplefilter("ignore", MultipleFacesWarning)
 
             images = LFW().images()
             pick = np.random.default_rng(seed).choice(len(images), n, replace=False)
-            aligner = lfw_aligner()
+            aligner = lfw_aligner_for(bundle_input_spec(bundle_name(model)))
             faces = aligner.align_many([images[i] for i in sorted(pick)], workers=1,
                                        progress=False)
             return np.stack([f.chip for f in faces]), "LFW chips"
         except Exception as err:  # noqa: BLE001 - any failure: fall back to random chips
             print(f"LFW chips unavailable ({err}); using random chips")
+    size = (112, 112) if model == "sface" else (150, 150)
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, 150, 150, 3), dtype=np.uint8), "random chips"
+    return rng.integers(0, 256, (n, *size, 3), dtype=np.uint8), "random chips"
 
 
 def main(argv=None) -> None:

@@ -13,6 +13,7 @@ Goal: the default map's explanation <= 1.15x the plain verification.
     python benchmarks/xcos_maps_cost.py            # full: 60 reps
     python benchmarks/xcos_maps_cost.py --quick
     python benchmarks/xcos_maps_cost.py --maps evidence,amortised_fine --reps 200
+    python benchmarks/xcos_maps_cost.py --model sface --maps evidence,amortised --reps 200
 """
 
 from __future__ import annotations
@@ -41,17 +42,20 @@ def main(argv=None) -> None:
     p.add_argument("--maps", default=None,
                    help="comma-separated maps (default: all, and occlusion)")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 60)")
+    p.add_argument("--model", default="dlib", choices=["dlib", "sface"],
+                   help="the bundle (dlib-xcos, sface-xcos) and its aligner")
     args = p.parse_args(argv)
     setup_torch(args.threads)
     import xcos_xai
     from xcos_xai.explainers import create_explainer
-    from xcos_xai.explainers.xcos import MAPS, XCosExplainer
+    from xcos_xai.explainers.xcos import MAPS, map_available
+    from xcos_xai.pretrained import bundle_name
 
     reps = args.reps or (6 if args.quick else 60)
     env = environment(args.threads)
-    model = xcos_xai.load_pretrained().eval()
+    model = xcos_xai.load_pretrained(bundle_name(args.model)).eval()
     backbone = model.backbone
-    chips, chip_source = load_chips(2)
+    chips, chip_source = load_chips(2, model=args.model)
     x = model.input_spec.normalize(torch.from_numpy(chips).permute(0, 3, 1, 2))
     xa, xb = x[:1].contiguous(), x[1:].contiguous()
 
@@ -60,7 +64,8 @@ def main(argv=None) -> None:
             emb_a, emb_b = backbone(torch.cat([xa, xb])).chunk(2)
             return F.cosine_similarity(emb_a, emb_b, dim=1)
 
-    maps = args.maps.split(",") if args.maps else [*MAPS, "occlusion"]
+    maps = (args.maps.split(",") if args.maps else
+            [m for m in MAPS if map_available(m, model.map_stats)] + ["occlusion"])
     explainers = {m: create_explainer(m, model) if m == "occlusion"
                   else create_explainer("xcos", model, map=m) for m in maps}
 
@@ -72,9 +77,10 @@ def main(argv=None) -> None:
     cases.update({m: (lambda e=e: run(e)) for m, e in explainers.items()})
     times = interleave(cases, reps, warmup=2, progress=not args.no_progress, desc="1 pair")
     ratios = {k: paired_ratio(times[k], times["verify"]) for k in cases if k != "verify"}
-    default = XCosExplainer.default_map
+    default = create_explainer("xcos", model).map  # the bundle's default map
     goal = ratios[default]["median"] <= 1.15 if default in ratios else None
-    payload = {"name": NAME, "quick": args.quick, "environment": env, "chips": chip_source,
+    payload = {"name": NAME, "model": args.model, "quick": args.quick, "environment": env,
+               "chips": chip_source,
                "default_map": default, "times": {k: summary(v) for k, v in times.items()},
                "raw_times_s": times, "ratios": ratios,
                "goals": {"default_map_at_most_1.15x": goal}}
@@ -83,13 +89,15 @@ def main(argv=None) -> None:
             for k, r in ratios.items()]
     med = {k: summary(v)["median_s"] * 1e3 for k, v in times.items()}
     md = [f"## xCos maps: cost per map (`benchmarks/{NAME}.py`)", "",
+          f"Model: {bundle_name(args.model)}. "
           "Explainer call / plain verification of the same pair, median of paired "
           f"per-repetition ratios (interquartile range); {reps} reps, cases alternating in "
           f"one loop, 1 pair, inputs: {chip_source}.", "",
           md_table(["map", "ratio", "goal", "status"], rows), "",
           "Median milliseconds per call in this run (shared machine: for scale only): "
           + ", ".join(f"{k} {v:.1f}" for k, v in med.items()) + "."]
-    write_results(args.out, NAME, payload, "\n".join(md))
+    name = NAME if args.model == "dlib" else f"{NAME}_{args.model}"
+    write_results(args.out, name, payload, "\n".join(md))
 
 
 if __name__ == "__main__":
