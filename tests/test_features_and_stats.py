@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +107,29 @@ def test_other_model_or_changed_file_never_reuses_stale_entries(images, tmp_path
     assert not torch.allclose(c.embeddings[0], a.embeddings[0])
     torch.testing.assert_close(c.embeddings[1:], a.embeddings[1:])
     assert len(list(cache.glob("*.safetensors"))) == 3
+
+
+def test_a_copied_or_touched_data_set_keeps_its_features(images, tmp_path):
+    """The key follows the images' bytes: the same photos copied elsewhere (new paths, new
+    modification times, as a re-extracted LFW has) are served from the cache, under the
+    same keys (the names the caller gives)."""
+    import os
+    import shutil
+
+    aligner = _CountingAligner()
+    cache = tmp_path / "cache"
+    keys = [p.name for p in images]
+    a = compute_features(_TinyBackbone(0), images, aligner, keys=keys, cache=cache,
+                         progress=False)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    moved = [Path(shutil.copy(p, copy / p.name)) for p in images]
+    os.utime(moved[0], ns=(1, 1))  # an older time stamp
+    b = compute_features(_TinyBackbone(0), moved, aligner, keys=keys, cache=cache,
+                         progress=False)
+    assert aligner.calls == 5  # nothing recomputed
+    torch.testing.assert_close(a.embeddings, b.embeddings)
+    assert len(list(cache.glob("*.safetensors"))) == 1
 
 
 class _BarrierAligner(_CountingAligner):

@@ -11,6 +11,7 @@ processes filling the cache at once leave one complete file, never a torn or mix
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -61,11 +62,20 @@ def model_fingerprint(module: torch.nn.Module) -> str:
 
 
 def _files_fingerprint(paths: Sequence[Path]) -> str:
+    """A digest of the images' bytes, in order: the cache follows the pictures, not where
+    they are or when they were copied (a re-extracted or moved LFW keeps its features).
+    About 1 s for LFW's 117 MB when the files are in the page cache; each file is hashed once
+    per process (keyed by path, size and modification time)."""
     digest = hashlib.sha256()
     for p in paths:
         st = os.stat(p)
-        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        digest.update(_file_digest(str(p), st.st_size, st.st_mtime_ns))
     return digest.hexdigest()
+
+
+@functools.cache
+def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
+    return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
 def _backbone_outputs(backbone, x: torch.Tensor) -> dict[str, torch.Tensor]:
