@@ -92,7 +92,7 @@ def pair_curve_figure(curves: list[tuple[str, np.ndarray, np.ndarray]],
                       xaxis=dict(title=x_title, tickformat=".0%", range=[-0.02, 1.02]),
                       yaxis=dict(title=y_title),
                       legend=dict(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top"),
-                      margin=dict(l=60, r=20, t=60, b=10))
+                      margin=dict(l=60, r=20, t=80, b=10))
     return fig
 
 

@@ -38,6 +38,9 @@ from ._common import LABEL_STYLE, available_methods, lfw_or_none, method_label
 from .pair_explorer import PairSource, lfw_pairs, photo_pairs, source_key, sync_figure
 
 CONTROL = "random"
+# The two figures side by side where the notebook is wide enough (they wrap below otherwise).
+MAP_FIGURE_SIZE = (470, 600)  # (width, height) px: both methods' rows, faces A and B
+CURVE_FIGURE_SIZE = (560, 600)
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,9 @@ class MethodComparer:
             W.HBox([self.method_a, self.status_a], **row),
             W.HBox([self.method_b, self.status_b], **row),
             W.HBox([self.protocol, self.protocol_status], **row),
-            self.summary, self.map_figure, self.curve_figure,
+            self.summary,
+            W.Box([self.map_figure, self.curve_figure],
+                  layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
         ])
 
     # ------------------------------------------------------------------ construction helpers
@@ -331,9 +336,11 @@ class MethodComparer:
         a, b = self._shown
         rows = [(method_label(m), *(t.cpu().numpy() for t in self.attribution(m)))
                 for m in (a, b)]
-        return attribution_figure(p.face_a, p.face_b, rows, opacity=0.6, height=620,
-                                  title="where each method finds the evidence (blue: same, red: "
-                                        "different; each row its own symmetric scale)")
+        width, height = MAP_FIGURE_SIZE
+        fig = attribution_figure(p.face_a, p.face_b, rows, opacity=0.6, height=height,
+                                 title="blue: supports same, red: opposes (own scale per row)")
+        fig.update_annotations(font_size=12)  # "Integrated Gradients: face A" fits its face
+        return fig.update_layout(width=width)
 
     def _curve_figure(self) -> go.Figure:
         p, spec = self.current, PROTOCOLS[self.protocol.value]
@@ -351,15 +358,17 @@ class MethodComparer:
             names.append(name)
         kind = "genuine" if p.same else "impostor"
         first = "supporting" if p.same else "opposing"
-        title = (f"{spec.title}: {kind} pair, the {first} part of face A first"
-                 if spec.group == "replacement" else
-                 f"{spec.title}: {kind} pair (MoRF: the {first} part first)")
+        title = (f"{spec.title}<br><sup>{kind} pair: the {first} part of face A first"
+                 + ("" if spec.group == "replacement" else " counts as most relevant")
+                 + "</sup>")
         y_title = "xCos score" if self.config.target == "xcos" else "model cosine"
+        width, height = CURVE_FIGURE_SIZE
         return pair_curve_figure([(n, c.fractions, c.scores)
                                   for n, c in zip(names, self.curves.values())],
                                  controls=(2,), threshold=p.threshold,
                                  flips=[c.flip for c in self.curves.values()],
-                                 title=title, x_title=spec.x_title, y_title=y_title)
+                                 title=title, x_title=spec.x_title, y_title=y_title,
+                                 height=height).update_layout(width=width)
 
     def _update_text(self) -> None:
         p = self.current
