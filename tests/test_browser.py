@@ -35,7 +35,8 @@ NOTEBOOKS = {
     "02_pair_explorer.ipynb": {".widget-slider": 2, ".js-plotly-plot": 2, ".widget-button": 1},
     "03_failure_cases.ipynb": {".widget-select": 1, ".js-plotly-plot": 2},
     "04_attention_ablation.ipynb": {".widget-slider": 2, ".js-plotly-plot": 2},
-    "05_gradcam_vs_xcos.ipynb": {".js-plotly-plot": 6, ".jp-RenderedHTMLCommon table": 1},
+    "05_gradcam_vs_xcos.ipynb": {".js-plotly-plot": 8, ".jp-RenderedHTMLCommon table": 1,
+                                 ".widget-dropdown": 3},
     "06_training.ipynb": {".js-plotly-plot": 2},
 }
 # where the screenshot looks: the output that holds the notebook's main view
@@ -47,6 +48,8 @@ SHOT_AT = {
     "05_gradcam_vs_xcos.ipynb": ".jp-RenderedHTMLCommon table",
     "06_training.ipynb": ".js-plotly-plot >> nth=-1",  # the new head's pair figure
 }
+# a second screenshot, browser_<notebook>_widget.png: the notebook's widget further down
+SHOT_WIDGET_AT = {"05_gradcam_vs_xcos.ipynb": ".widget-vbox"}  # MethodComparer
 ARTIFACTS = REPO / "outputs" / "test-artifacts"
 CHROMIUM_ARGS = ["--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
@@ -258,6 +261,11 @@ def test_notebook_runs_and_renders_in_chromium(jupyterlab, notebook):
             target.evaluate("e => e.scrollIntoView({block: 'start'})")
             page.wait_for_timeout(1500)
             page.screenshot(path=str(shot))
+            if notebook in SHOT_WIDGET_AT:
+                widget = page.locator(SHOT_WIDGET_AT[notebook]).first
+                widget.evaluate("e => e.scrollIntoView({block: 'start'})")
+                page.wait_for_timeout(1500)
+                widget.screenshot(path=str(ARTIFACTS / f"browser_{stem}_widget.png"))
         except BaseException:
             page.screenshot(path=str(failed_shot))
             raise

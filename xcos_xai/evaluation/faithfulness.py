@@ -64,7 +64,8 @@ from .field_protocols import (
     road_measures,
 )
 
-__all__ = ["COLUMNS", "REGIONS", "CompareConfig", "measure_pair", "summarize", "to_markdown"]
+__all__ = ["COLUMNS", "REGIONS", "CompareConfig", "decision_threshold", "face_a_replacement",
+           "measure_pair", "replacement_curves", "summarize", "to_markdown"]
 
 REGIONS = ("eyes", "nose", "mouth")
 
@@ -128,6 +129,34 @@ def _unit_map(pixel_map: torch.Tensor, unit: int) -> torch.Tensor:
     return unit_values(pixel_map[0], unit)
 
 
+def decision_threshold(model, target: str = "xcos") -> float:
+    """The model's fixed decision threshold of the explained score (``"xcos"``: xCos's,
+    ``"model_cosine"``: the model's own cosine's): same person if ``score > threshold``."""
+    return float(model.threshold if target == "xcos" else model.model_threshold)
+
+
+def face_a_replacement(model, x_a: torch.Tensor, x_b: torch.Tensor, config: CompareConfig):
+    """``(score_fn, baseline_a)``: the pair score of face-A variants against the fixed face B
+    (:func:`~xcos_xai.explainers.metrics.fixed_face_scorer`) and the stated replacement of
+    face A (``config.baseline``, :func:`~xcos_xai.explainers.base.replacement_baseline`)."""
+    return (fixed_face_scorer(model, x_b, config.target, vary="a"),
+            replacement_baseline(x_a, config.baseline))
+
+
+def replacement_curves(score_fn, x_a: torch.Tensor, base_a: torch.Tensor,
+                       map_a: torch.Tensor, same: bool, config: CompareConfig) -> dict:
+    """Deletion (``deletion_step``) and insertion (``insertion_step``) score curves of face A
+    in the order of its ``(H, W)`` map, as lists: genuine pairs rank the supporting part
+    first, impostor pairs the opposing part (the deletion curve also gives the replacement
+    FNMR/FMR at the fixed threshold)."""
+    del_f, ins_f = config.fractions(config.deletion_step), config.fractions(config.insertion_step)
+    descending = bool(same)  # genuine: support first; impostor: opposition first
+    return {"deletion": deletion_curve(score_fn, x_a, base_a, map_a, del_f, config.unit,
+                                       descending, seed=config.seed).tolist(),
+            "insertion": insertion_curve(score_fn, x_a, base_a, map_a, ins_f, config.unit,
+                                         descending, seed=config.seed).tolist()}
+
+
 def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, same: bool,
                  config: CompareConfig, donor: torch.Tensor | None = None,
                  region: str | None = None, check_sensitivity: bool = False,
@@ -153,7 +182,7 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
         road: also measure the ROAD MoRF/LeRF curves of face A (``road_fractions``).
     """
     target = config.target
-    threshold = float(model.threshold if target == "xcos" else model.model_threshold)
+    threshold = decision_threshold(model, target)
     with torch.inference_mode():
         model(x_a, x_b)  # warm-up
         times = []
@@ -166,10 +195,8 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
                   threshold=threshold, forward_s=float(np.median(times)),
                   cos_map=out.cos_map[0].tolist(), attention=out.attention[0].tolist(),
                   methods={})
-    descending = same  # genuine: support first; impostor: opposition first
-    base_a = replacement_baseline(x_a, config.baseline)
-    score_fn = fixed_face_scorer(model, x_b, target, vary="a")
-    del_f, ins_f = config.fractions(config.deletion_step), config.fractions(config.insertion_step)
+    score_fn, base_a = face_a_replacement(model, x_a, x_b, config)
+    del_f = config.fractions(config.deletion_step)
     examples = {}
     loc = None
     if donor is not None:
@@ -194,14 +221,12 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
         r = explainer.attribute(x_a, x_b, target=target)
         elapsed = time.perf_counter() - start
         m = {"time_s": elapsed,
-             "deletion": deletion_curve(score_fn, x_a, base_a, r.map_a, del_f, config.unit,
-                                        descending, seed=config.seed).tolist(),
-             "insertion": insertion_curve(score_fn, x_a, base_a, r.map_a, ins_f, config.unit,
-                                          descending, seed=config.seed).tolist(),
+             **replacement_curves(score_fn, x_a, base_a, r.map_a[0], same, config),
              "grid_abs": r.grid_a[0].abs().tolist()}
         if stats is not None:
+            # genuine: support first; impostor: opposition first
             m["cell_deletion"] = cell_deletion_curve(model, *grids, r.grid_a[0], stats.local_ref,
-                                                     descending=descending, seed=config.seed,
+                                                     descending=same, seed=config.seed,
                                                      target=target).tolist()
         if keep_maps:
             examples[name] = (r.map_a[0].cpu().numpy(), r.map_b[0].cpu().numpy())

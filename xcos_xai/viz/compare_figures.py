@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["curve_figure", "save_curves_png", "save_example_maps"]
+__all__ = ["curve_figure", "pair_curve_figure", "save_curves_png", "save_example_maps"]
 
 
 def curve_figure(curves: dict, controls=()):
@@ -41,6 +41,59 @@ def curve_figure(curves: dict, controls=()):
     fig.update_layout(height=650, template="plotly_white",
                       title="Faithfulness of pair explanations (mean over pairs)")
     return fig, panels
+
+
+PAIR_CURVE_COLOURS = ("#d95f02", "#1b9e77", "#666666")  # method A, method B, the control
+
+
+def pair_curve_figure(curves: list[tuple[str, np.ndarray, np.ndarray]],
+                      controls: tuple[int, ...] = (), threshold: float | None = None,
+                      flips: list[float | None] | None = None, title: str = "",
+                      x_title: str = "fraction of face A replaced", y_title: str = "score",
+                      height: int = 420) -> go.Figure:
+    """One pair's protocol curves on one axis: ``[(legend name, fractions, scores), ...]``
+    (e.g. method A, method B and the random control), the curves at positions ``controls``
+    dotted, the pair's decision ``threshold`` as a dashed line, and a ringed marker on each
+    curve where its decision flips (``flips[i]``: a fraction of ``fractions``, or ``None``).
+
+    Always ``2 * len(curves) + 1`` traces (curves, flip markers, threshold; empty ones when
+    not given), so a ``FigureWidget`` can be updated in place.
+    """
+    fig = go.Figure()
+    flips = list(flips) if flips is not None else [None] * len(curves)
+    for k, (name, x, y) in enumerate(curves):
+        colour = PAIR_CURVE_COLOURS[k % len(PAIR_CURVE_COLOURS)]
+        fig.add_trace(go.Scatter(x=np.asarray(x, dtype=float), y=np.asarray(y, dtype=float),
+                                 mode="lines+markers", name=name, legendgroup=str(k),
+                                 line=dict(color=colour, dash="dot" if k in controls else "solid",
+                                           width=2),
+                                 marker=dict(size=6),
+                                 hovertemplate="%{x:.0%}: %{y:.4f}<extra>" + name + "</extra>"))
+    for k, (name, x, y) in enumerate(curves):
+        f = flips[k]
+        at = [] if f is None else [float(f)]
+        y_at = [] if f is None else [float(np.asarray(y)[int(np.argmin(np.abs(
+            np.asarray(x, dtype=float) - f)))])]
+        fig.add_trace(go.Scatter(x=at, y=y_at, mode="markers", showlegend=False,
+                                 legendgroup=str(k), name=f"{name}: decision flips",
+                                 marker=dict(size=15, symbol="circle-open", line=dict(width=2.5),
+                                             color=PAIR_CURVE_COLOURS[k % len(
+                                                 PAIR_CURVE_COLOURS)]),
+                                 hovertemplate="decision flips at %{x:.0%}<extra></extra>"))
+    xs = [float(v) for _, x, _ in curves for v in np.asarray(x, dtype=float)]
+    span = [min(xs), max(xs)] if xs and threshold is not None else []
+    label = "" if threshold is None else f"decision threshold {threshold:.3f}"
+    fig.add_trace(go.Scatter(x=span, y=[threshold] * len(span), mode="lines", name=label,
+                             showlegend=threshold is not None,
+                             line=dict(color="black", dash="dash", width=1),
+                             hovertemplate="threshold %{y:.4f}<extra></extra>"))
+    fig.update_layout(height=height, template="plotly_white",
+                      title=dict(text=title, x=0.01, xanchor="left", font=dict(size=14)),
+                      xaxis=dict(title=x_title, tickformat=".0%", range=[-0.02, 1.02]),
+                      yaxis=dict(title=y_title),
+                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top"),
+                      margin=dict(l=60, r=20, t=80, b=10))
+    return fig
 
 
 def save_curves_png(curves: dict, panels, path: Path, controls=()) -> None:
