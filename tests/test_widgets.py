@@ -573,7 +573,9 @@ def test_failure_browser_on_lfw_counts_the_protocols_errors(lfw_evaluation):
     from xcos_xai.evaluation.protocol import ten_fold_accuracy
 
     ev = lfw_evaluation
+    assert ev.bundle == "dlib-xcos"  # the default model
     browser = FailureBrowser.from_lfw(ev)
+    assert browser.histogram.layout.title.text.startswith("xCos, dlib's face ResNet")
     res = ten_fold_accuracy(ev.result.scores, ev.index.same, ev.index.pair_fold)
     # 10 folds of 600 pairs: errors = 6000 * (1 - mean accuracy)
     assert len(browser.table) == round(6000 * (1 - res.mean))
@@ -607,6 +609,15 @@ def test_attention_ablation_on_lfw_reproduces_the_evaluation(lfw_evaluation):
     assert after["learned, top-k masked"] == pytest.approx(expected, abs=1e-6)
     assert after["learned, top-k masked"] < before["learned"] - 2  # one cell is far worse
     assert after["learned"] == before["learned"]
+
+
+def test_attention_ablation_refuses_sfaces_untrained_attention():
+    from xcos_xai.widgets import HeldOutEvaluation
+
+    empty = np.zeros(0)
+    ev = HeldOutEvaluation(None, None, None, None, empty, empty, empty, bundle="sface-xcos")
+    with pytest.raises(ValueError, match="needs dlib's learned attention.*'sface-xcos'"):
+        AttentionAblation.from_lfw(ev)
 
 
 @pytest.mark.data
