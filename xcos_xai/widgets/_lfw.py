@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..apps.lfw_benchmark import bundled_fold_scores, lfw_features, model_scores
-from ..data.align import MultipleFacesWarning, lfw_aligner
+from ..data.align import MultipleFacesWarning
+from ..data.aligners import lfw_aligner_for
 from ..evaluation.protocol import ten_fold_accuracy
 from ..explain import PairExplanation
 from ..explain.pair import xcos_map_fields
-from ..pretrained import load_pretrained
+from ..pretrained import bundle_input_spec, bundle_metadata, bundle_name, load_pretrained
 from ..viz.notes import face_notes
 
 
@@ -20,7 +21,13 @@ from ..viz.notes import face_notes
 class HeldOutEvaluation:
     """Held-out xCos of the bundled fold heads on LFW View 2, with the protocol's thresholds.
 
+    It needs the model's features of every LFW photo (13,233), read from the feature cache
+    (``<XCOS_XAI_CACHE>/features``) or computed once and cached: for dlib (the default) about
+    5 minutes cold on 2 CPU cores, for SFace about 20 minutes (aligning with YuNet and
+    embedding); seconds from the cache.
+
     Attributes:
+        bundle: the bundled heads (``"dlib-xcos"``, ``"sface-xcos"``).
         lfw, features, index: as :func:`~xcos_xai.apps.lfw_benchmark.lfw_features`.
         result: :func:`~xcos_xai.apps.lfw_benchmark.bundled_fold_scores` (scores, S, W).
         model_cosine: ``(6000,)`` the plugged model's own cosine per pair.
@@ -35,16 +42,22 @@ class HeldOutEvaluation:
     model_cosine: np.ndarray
     thresholds: np.ndarray
     model_thresholds: np.ndarray
+    bundle: str = "dlib-xcos"
 
     @classmethod
-    def load(cls, root=None, progress: bool = False, images=None) -> HeldOutEvaluation:
-        lfw, features, index = lfw_features(root=root, progress=progress, images=images)
-        result = bundled_fold_scores(features, index)
+    def load(cls, root=None, progress: bool = False, images=None,
+             model: str = "dlib") -> HeldOutEvaluation:
+        """The evaluation of ``model`` (``"dlib"``, ``"sface"`` or a bundle name): see the
+        class for what it costs without the feature cache."""
+        bundle = bundle_name(model)
+        lfw, features, index = lfw_features(root=root, progress=progress, images=images,
+                                            model=bundle_metadata(bundle)["backbone"])
+        result = bundled_fold_scores(features, index, name=bundle)
         model_cos = model_scores(features, index)["model_cosine"]
         thr = ten_fold_accuracy(result.scores, index.same, index.pair_fold).thresholds
         mthr = ten_fold_accuracy(model_cos, index.same, index.pair_fold).thresholds
         return cls(lfw, features, index, result, model_cos, np.asarray(thr, float),
-                   np.asarray(mthr, float))
+                   np.asarray(mthr, float), bundle)
 
     @property
     def pair_thresholds(self) -> np.ndarray:
@@ -79,20 +92,21 @@ class HeldOutEvaluation:
             model_cosine=float(self.model_cosine[i]),
             model_threshold=float(self.model_thresholds[fold]), cos_map=s, attention=w,
             contribution=s * w, face_a=face_a.chip, face_b=face_b.chip,
-            info={"model": f"dlib-xcos/fold{fold}", "pair": i, "caption": self.caption(i),
+            info={"model": f"{self.bundle}/fold{fold}", "pair": i, "caption": self.caption(i),
                   "face_a": _face_info(face_a), "face_b": _face_info(face_b)}, **maps)
 
     def fold_model(self, fold: int):
         """The fold's held-out model (loaded once)."""
         models = self.__dict__.setdefault("_models", {})
         if fold not in models:
-            models[fold] = load_pretrained(fold=fold)
+            models[fold] = load_pretrained(self.bundle, fold=fold)
         return models[fold]
 
     def faces(self, i: int, aligner=None) -> tuple:
-        """The two :class:`~xcos_xai.data.align.AlignedFace` of pair ``i`` (chip cache)."""
+        """The two :class:`~xcos_xai.data.align.AlignedFace` of pair ``i`` (the model's LFW
+        aligner on the chip cache)."""
         r = self.index.frame.iloc[int(i)]
-        aligner = aligner or lfw_aligner()
+        aligner = aligner or lfw_aligner_for(bundle_input_spec(self.bundle))
         with warnings.catch_warnings():  # shown as a note on the face instead
             warnings.simplefilter("ignore", MultipleFacesWarning)
             return (aligner(self.lfw.image_root / r["path_a"]),

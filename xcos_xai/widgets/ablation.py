@@ -184,8 +184,16 @@ class AttentionAblation:
 
     @classmethod
     def from_lfw(cls, evaluation=None, start: int = 0) -> AttentionAblation:
-        """The bundled fold heads on LFW View 2 (fold-held-out, from the feature cache)."""
+        """dlib's bundled fold heads on LFW View 2 (fold-held-out, from the feature cache).
+
+        dlib's only: its W is learned (logits and a temperature to move). SFace's bundled W
+        is the untrained norm weighting, with neither (and no trained attention to ablate).
+        """
         ev = evaluation or HeldOutEvaluation.load()
+        if ev.bundle != "dlib-xcos":
+            raise ValueError(f"the attention ablation needs dlib's learned attention, got an "
+                             f"evaluation of {ev.bundle!r}: use HeldOutEvaluation.load() "
+                             "(model='dlib')")
         s, logits, t = fold_maps(ev.features, ev.index)
         ablation = cls(s, logits, t, ev.index.same, ev.index.pair_fold,
                        explain=lambda i, w: ev.explanation(i, attention=w),

@@ -15,11 +15,18 @@ import plotly.graph_objects as go
 from IPython.display import display
 
 from ..apps.photo_demo import shipped_photos
-from ..data.align import faces_to_tensor, lfw_aligner
+from ..data.align import faces_to_tensor
+from ..data.aligners import lfw_aligner_for
 from ..data.images import load_image
 from ..explain import explain_pair
 from ..explainers import create_explainer
-from ..pretrained import load_pretrained
+from ..pretrained import (
+    BUNDLE_LABELS,
+    MODEL_BUNDLES,
+    bundle_input_spec,
+    bundle_name,
+    load_pretrained,
+)
 from ..viz.attribution_figure import attribution_figure
 from ..viz.notes import notes_line
 from ..viz.pair_figure import pair_figure
@@ -115,25 +122,38 @@ class PairExplorer:
 
     Args:
         pairs: the pairs to choose from (:func:`lfw_pairs`, :func:`photo_pairs`).
-        model_for: ``fold -> XCosModel``; default: the bundled head of that fold
-            (``load_pretrained(fold=...)``), loaded once per fold.
-        aligner: the face aligner for dataset pairs (default: dlib's, with the chip cache).
+        model: the model shown first: ``"dlib"`` (dlib's face ResNet, 150x150 faces, 4x4
+            grid), ``"sface"`` (OpenCV Zoo's SFace, 112x112 faces, 7x7 grid) or a bundle name
+            (``"sface-xcos"``); the ``model`` menu switches between them.
+        model_for: ``(bundle, fold) -> XCosModel``; default: the bundle's head of that fold
+            (``load_pretrained(bundle, fold=...)``: the head trained without that LFW fold's
+            people), loaded once per bundle and fold.
+        aligner_for: ``bundle -> aligner`` for dataset pairs (those with a fold), e.g.
+            :func:`lfw_aligner` (the model's LFW preset on the chip cache); default: the
+            aligner :func:`~xcos_xai.explain.explain_pair` picks for the model. Typed photos
+            and photos without a fold always get that default.
         methods: explanation methods offered beside xCos (default: :func:`available_methods`).
         start: the index of the pair shown first.
 
-    The widgets are attributes (``pair``, ``threshold``, ``opacity``, ``method``, ``path_a``,
-    ``path_b``, ``explain_files``) so that code and tests can set them as a reader would;
-    ``files_status`` (beside the button) and ``status`` (beside ``method``) show errors.
+    The widgets are attributes (``pair``, ``model``, ``threshold``, ``opacity``, ``method``,
+    ``path_a``, ``path_b``, ``explain_files``) so that code and tests can set them as a
+    reader would; ``files_status`` (beside the button) and ``status`` (beside ``method`` and
+    ``model``) show errors. Switching ``model`` re-aligns the pair with that model's aligner,
+    explains it with that model's head (its fold's, for LFW pairs), redraws both figures and
+    moves the threshold to that model's; explanations are cached per model and pair.
     """
 
-    def __init__(self, pairs: list[PairSource], model_for: Callable | None = None,
-                 aligner=None, methods: list[str] | None = None, start: int = 0):
+    def __init__(self, pairs: list[PairSource], model: str = "dlib",
+                 model_for: Callable | None = None, aligner_for: Callable | None = None,
+                 methods: list[str] | None = None, start: int = 0):
         if not pairs:
             raise ValueError("PairExplorer needs at least one pair")
         self.pairs = list(pairs)
+        self.bundle = bundle_name(model)  # an unknown name: one error naming the choices
         self._model_for = model_for or _default_model
+        self._aligner_for = aligner_for
         self._models: dict = {}
-        self._aligner = aligner
+        self._aligners: dict = {}
         self._explanations: dict = {}
         self._attributions: dict = {}
         self._quiet = False
@@ -145,6 +165,9 @@ class PairExplorer:
                                      description="pair #", style=LABEL_STYLE,
                                      layout=W.Layout(width="180px"))
         self.pair_label = W.HTML()
+        self.model = W.Dropdown(options=[(model_label(b), m) for m, b in MODEL_BUNDLES.items()],
+                                value=MODEL_NAMES[self.bundle], description="model",
+                                style=LABEL_STYLE, layout=W.Layout(width="260px"))
         self.path_a = W.Text(description="photo A", placeholder="path to a photo",
                              style=LABEL_STYLE, layout=W.Layout(width="48%"))
         self.path_b = W.Text(description="photo B", placeholder="path to a photo",
@@ -165,18 +188,21 @@ class PairExplorer:
                                  layout=W.Layout(width="320px"))
         self.summary = W.HTML()
         self.status = W.HTML()
+        self.model_status = W.HTML()  # beside the model menu: a model that failed to load
         self.figure = pair_figure_widget(self._pair_figure())
         self.method_figure = go.FigureWidget(self._method_figure())
         self._method_box = W.Box([self.method_figure])
 
         self.pair.observe(self._on_pair, "value")
+        self.model.observe(self._on_model, "value")
         self.threshold.observe(self._on_threshold, "value")
         self.opacity.observe(self._on_opacity, "value")
         self.method.observe(self._on_method, "value")
         self.explain_files.on_click(self._on_files)
         self._update_text()
         self.widget = W.VBox([
-            W.HBox([self.pair, self.pair_label]),
+            W.HBox([self.model, self.pair, self.pair_label, self.model_status],
+                   layout=W.Layout(align_items="center")),
             W.HBox([self.path_a, self.path_b]),
             W.HBox([self.explain_files, self.files_status],
                    layout=W.Layout(align_items="center")),
@@ -193,7 +219,7 @@ class PairExplorer:
         lfw = lfw_or_none()
         if lfw is None:
             return cls(photo_pairs(), **kwargs)
-        kwargs.setdefault("aligner", lfw_aligner())
+        kwargs.setdefault("aligner_for", lfw_aligner)
         return cls(lfw_pairs(lfw), **kwargs)
 
     def _ipython_display_(self):
@@ -206,18 +232,25 @@ class PairExplorer:
         """Same person at the slider's threshold: ``score > threshold``."""
         return self.explanation.score > self.threshold.value
 
-    def model(self, fold: int | None = None):
-        if fold not in self._models:
-            self._models[fold] = self._model_for(fold)
-        return self._models[fold]
+    def fold_model(self, fold: int | None = None, bundle: str | None = None):
+        """The model that explains pairs of ``fold`` (default: the current model's bundle;
+        loaded once per bundle and fold)."""
+        key = (bundle or self.bundle, fold)
+        if key not in self._models:
+            self._models[key] = self._model_for(*key)
+        return self._models[key]
 
-    def _explain(self, source: PairSource):
-        key = source_key(source)
+    def _explain(self, source: PairSource, bundle: str | None = None):
+        bundle = bundle or self.bundle
+        key = (bundle, source_key(source))
         if key not in self._explanations:
-            kwargs = {} if self._aligner is None or source.fold is None else {
-                "aligner": self._aligner}
-            self._explanations[key] = explain_pair(source.a, source.b,
-                                                   model=self.model(source.fold), **kwargs)
+            kwargs = {}
+            if self._aligner_for is not None and source.fold is not None:
+                if bundle not in self._aligners:
+                    self._aligners[bundle] = self._aligner_for(bundle)
+                kwargs["aligner"] = self._aligners[bundle]
+            self._explanations[key] = explain_pair(
+                source.a, source.b, model=self.fold_model(source.fold, bundle), **kwargs)
         return self._explanations[key]
 
     def show(self, source: PairSource) -> None:
@@ -233,6 +266,14 @@ class PairExplorer:
         finally:
             self._quiet = False
         self._redraw()
+
+    def use_model(self, model: str) -> None:
+        """Show the current pair with another model (``"dlib"``, ``"sface"`` or a bundle),
+        as choosing it in the ``model`` menu does; an unknown name or a model that fails
+        raises here (the menu shows the failure instead)."""
+        bundle = bundle_name(model)  # an unknown name: one error naming the choices
+        self._explain(self.current, bundle)  # a failure raises before anything changes
+        self.model.value = MODEL_NAMES[bundle]  # _on_model shows it (from the cache)
 
     def attribution(self, method: str) -> tuple[np.ndarray, np.ndarray]:
         """``(map_a, map_b)`` of ``method`` for the current pair (computed once, cached).
@@ -250,9 +291,9 @@ class PairExplorer:
                 return e.map_grid_a, e.map_grid_b
             ev = evidence_map(e, self.threshold.value)
             return ev, ev
-        key = (source_key(self.current), method)
+        key = (self.bundle, source_key(self.current), method)
         if key not in self._attributions:
-            model = self.model(self.current.fold)
+            model = self.fold_model(self.current.fold)
             e = self.explanation
             x = model.input_spec.normalize(faces_to_tensor([e.face_a, e.face_b]))
             explainer = create_explainer(method, model)
@@ -284,7 +325,9 @@ class PairExplorer:
                  f" &middot; truth: {'same person' if self.current.same else 'different people'}")
         notes = notes_line(e)
         self.pair_label.value = html.escape(self.current.label)
+        rows, cols = np.shape(e.cos_map)
         self.summary.value = (
+            f"{html.escape(model_label(self.bundle))} ({rows}x{cols} grid): "
             f"<b>xCos {e.score:.4f}</b> vs threshold {t:.4f}: <b>{verdict}</b>{truth} "
             f"&middot; model cosine {e.model_cosine:.4f} (threshold {e.model_threshold:.4f})"
             + (f"<br><span style='background:#ffdd57;padding:0 4px'>{html.escape(notes)}"
@@ -312,6 +355,29 @@ class PairExplorer:
 
     def _on_pair(self, change) -> None:
         self.show(self.pairs[change["new"]])
+
+    def _on_model(self, change) -> None:
+        """Another model: the same pair, re-aligned and explained by that model's head; a
+        model that cannot be loaded leaves everything as it was, with a message."""
+        if self._quiet:  # the menu set back after a failure
+            return
+        before = self.bundle
+        self.model_status.value = ""
+        self.bundle = bundle_name(change["new"])
+        try:
+            self._explain(self.current)
+        except Exception as err:  # e.g. SFace's package missing: one message, no traceback
+            self.bundle = before
+            self.model_status.value = _error(f"{model_label(bundle_name(change['new']))}: "
+                                             f"{err}")
+            if change.get("old") is not None:
+                self._quiet = True
+                try:
+                    self.model.value = change["old"]
+                finally:
+                    self._quiet = False
+            return
+        self.show(self.current)
 
     def _on_threshold(self, change) -> None:
         if not self._quiet:
@@ -358,5 +424,24 @@ def _error(message: str) -> str:
     return f"<span style='color:#b2182b'>{html.escape(message)}</span>"
 
 
-def _default_model(fold):
-    return load_pretrained(fold=fold)
+MODEL_NAMES = {bundle: model for model, bundle in MODEL_BUNDLES.items()}
+"""Each bundle's short model name (the ``model`` menu's values)."""
+
+
+def model_label(bundle: str) -> str:
+    """The model's name for menus: ``BUNDLE_LABELS`` without the details in brackets.
+
+    >>> model_label("sface-xcos")
+    "OpenCV Zoo's SFace"
+    """
+    return BUNDLE_LABELS[bundle].split(" (")[0]
+
+
+def lfw_aligner(bundle: str):
+    """The LFW preset of a bundle's aligner on the shared chip cache (dlib's chips for
+    ``"dlib-xcos"``, YuNet + ArcFace for ``"sface-xcos"``)."""
+    return lfw_aligner_for(bundle_input_spec(bundle))
+
+
+def _default_model(bundle, fold):
+    return load_pretrained(bundle, fold=fold)
