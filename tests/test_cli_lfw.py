@@ -71,3 +71,49 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["explain", str(bad), str(bad), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "bad.jpg" in err and "not a readable image" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def fake_evaluation(monkeypatch):
+    """Records what ``evaluate``/``demo`` hand the LFW job instead of running it."""
+    import xcos_xai.cli
+
+    calls = []
+
+    def record(out, **kwargs):
+        calls.append(kwargs)
+        return pd.DataFrame({"scorer": ["xcos"], "accuracy_mean": [0.0]})
+
+    monkeypatch.setattr(xcos_xai.cli, "run_lfw_evaluation", record)
+    return calls
+
+
+def test_evaluate_and_demo_take_device_and_batch_size(fake_evaluation, lfw_root, tmp_path,
+                                                      monkeypatch):
+    out = str(tmp_path / "o")
+    assert main(["evaluate", "--device", "cpu", "--batch-size", "8", "--out", out]) == 0
+    assert (fake_evaluation[-1]["device"], fake_evaluation[-1]["batch_size"]) == ("cpu", 8)
+    assert main(["demo", "--device", "cpu", "--batch-size", "4", "--out", out]) == 0  # LFW set
+    assert (fake_evaluation[-1]["device"], fake_evaluation[-1]["batch_size"]) == ("cpu", 4)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # the GPU branch's choice
+    assert main(["evaluate", "--out", out]) == 0
+    assert (fake_evaluation[-1]["device"], fake_evaluation[-1]["batch_size"]) == ("cuda:0", 64)
+
+
+def test_cuda_without_cuda_is_one_clear_error(fake_evaluation, lfw_root, tmp_path, capsys,
+                                              monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    for command in ("evaluate", "demo"):
+        assert main([command, "--device", "cuda", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert "--device cuda asked but CUDA is not available" in err and "--device cpu" in err
+    assert main(["evaluate", "--device", "gpu", "--out", str(tmp_path)]) == 2
+    assert "--device 'gpu' is not a device" in capsys.readouterr().err
+    assert fake_evaluation == []  # nothing ran
+    from xcos_xai.apps.lfw_report import run_lfw_evaluation
+
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        run_lfw_evaluation(tmp_path, root=lfw_root, device="cuda:0", progress=False)
+    assert not (tmp_path / "table.csv").exists()

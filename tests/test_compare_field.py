@@ -1,5 +1,6 @@
 """The field's protocols in compare's table (evaluation/field_protocols.py), on records
-written by hand; the cost-faithfulness figure file; the device choice."""
+written by hand; the cost-faithfulness figure file; the example pages (offline, atomic); the
+device choice."""
 
 from __future__ import annotations
 
@@ -56,6 +57,53 @@ def test_field_columns_by_hand(tmp_path):
     assert write_cost_faithfulness(tmp_path, table) == [tmp_path / "cost_faithfulness.html"]
     html = (tmp_path / "cost_faithfulness.html").read_text()
     assert html.count("Pareto front") == 4  # road gap, accuracy AUC, deletion AUC, FNMR
+
+
+def test_example_pages_load_one_local_plotly_js_and_writes_are_atomic(tmp_path,
+                                                                        monkeypatch):
+    """compare's example pages work offline: each loads the one ``plotly.min.js`` written
+    beside them (a relative path, never the CDN), written once; the curves page inlines it.
+    A write failing midway leaves no partial page and no temporary file."""
+    import re
+
+    import plotly.graph_objects as go
+
+    from xcos_xai.viz import writers
+    from xcos_xai.viz.compare_figures import save_example_maps
+
+    rng = np.random.default_rng(0)
+    chip = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    maps = {name: [rng.normal(size=(16, 16)).tolist()] * 2 for name in ("xcos", "random")}
+    records = [{"i": i, "same": i == 0, "score": 0.5, "path_a": "a.jpg", "path_b": "b.jpg",
+                "example_maps": maps} for i in range(2)]
+    written = save_example_maps(records, {0: (chip, chip), 1: (chip, chip)}, tmp_path)
+    pages = [p for p in written if p.suffix == ".html"]
+    assert len(pages) == 2 and len([p for p in written if p.suffix == ".png"]) == 2
+    js = tmp_path / writers.PLOTLY_JS
+    assert js.read_text(encoding="utf-8") == writers.get_plotlyjs()
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", text) == ["plotly.min.js"]
+        assert "cdn.plot.ly" not in text and len(text) < 200_000  # plotly.js not inlined
+    stamp = js.stat().st_mtime_ns
+    save_example_maps(records[:1], {0: (chip, chip)}, tmp_path)
+    assert js.stat().st_mtime_ns == stamp  # written once, then reused
+    curves = writers.write_figure_html(go.Figure(go.Scatter(y=[1, 2])), tmp_path / "c.html")
+    text = curves.read_text(encoding="utf-8")
+    assert "<script src" not in text and 'src="http' not in text and len(text) > 1_000_000
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def torn_savefig(self, fname, *args, **kwargs):
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", torn_savefig)
+    records[0]["i"] = 7  # a new page
+    with pytest.raises(OSError, match="No space"):
+        save_example_maps(records[:1], {7: (chip, chip)}, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no example_007_*, no *.tmp
 
 
 def test_device_choice_and_its_error(tmp_path, capsys, monkeypatch):

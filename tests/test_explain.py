@@ -77,6 +77,38 @@ def test_repr_html_renders_offline(model, photos, monkeypatch):
     assert "<table>" in second and "Plotly.newPlot" in second
 
 
+def _script_sources(page: str) -> list[str]:
+    import re
+
+    return re.findall(r"<script[^>]*\bsrc=[\"']?([^\"' >]+)", page)
+
+
+def test_save_html_is_offline_and_atomic(model, photos, tmp_path, monkeypatch):
+    """The saved page fetches nothing (plotly.js inlined, no CDN script); a write that fails
+    midway leaves the previous file as it was, and no partial or temporary file."""
+    import pathlib
+
+    e = explain_pair(*photos, model=model)
+    target = e.save_html(tmp_path / "e.html")
+    page = target.read_text(encoding="utf-8")
+    assert _script_sources(page) == [] and "Plotly.newPlot" in page
+    assert 'src="https://cdn.plot.ly' not in page and "require.js" not in page
+
+    def torn_write(self, data, *args, **kwargs):
+        with open(self, "w", encoding="utf-8") as fh:
+            fh.write(data[:1000])  # half a page, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", torn_write)
+    with pytest.raises(OSError, match="No space"):
+        e.save_html(target)
+    with pytest.raises(OSError, match="No space"):
+        e.save_html(tmp_path / "new.html")
+    monkeypatch.undo()
+    assert target.read_text(encoding="utf-8") == page  # unchanged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.html"]  # no new.html, no *.tmp
+
+
 def test_assume_aligned_and_no_face(model):
     flat = np.full((150, 150, 3), 120, np.uint8)
     with pytest.raises(ValueError, match="assume_aligned"):

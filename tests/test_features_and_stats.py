@@ -241,3 +241,57 @@ def test_effective_cells_and_static_cells_by_hand():
     summary = summarize_attention(w, s)
     assert summary.static_cell_share == pytest.approx(0.7)
     assert summary.argmax_mode_share == 1.0 and summary.n_static_cells == 1
+
+
+@pytest.mark.data
+def test_explicit_cpu_device_and_small_batches_give_the_default_numbers(lfw_root, tmp_path,
+                                                                       one_thread):
+    """On real LFW faces: the features with ``device="cpu"`` and batches of 2 images, and the
+    bundled fold head's pair scores in batches of 2 pairs, equal those of the defaults; the
+    backbone sees its input on the asked device; the cache entry (CPU tensors) is the same
+    whatever the device and batch size, so GPU and CPU runs share it."""
+    from xcos_xai.apps.lfw_benchmark import score_pairs
+    from xcos_xai.data.aligners import lfw_aligner_for
+    from xcos_xai.models import create_backbone
+    from xcos_xai.pretrained import bundle_metadata, load_head
+
+    root = lfw_root / "lfw-deepfunneled"
+    paths = ([root / "Aaron_Peirsol" / f"Aaron_Peirsol_000{i}.jpg" for i in (1, 2, 3)]
+             + [root / "Abel_Pacheco" / f"Abel_Pacheco_000{i}.jpg" for i in (1, 2)])
+    backbone = create_backbone("dlib_resnet_v1", pretrained=True).eval()
+    aligner = lfw_aligner_for(backbone)
+    seen = []
+    hook = backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].device))
+    default = compute_features(backbone, paths, aligner, cache=False, progress=False)
+    small = compute_features(backbone, paths, aligner, cache=False, progress=False,
+                             device="cpu", batch_size=2)
+    hook.remove()
+    assert set(seen) <= {torch.device("cpu")}
+    torch.testing.assert_close(small.embeddings, default.embeddings, rtol=0, atol=1e-6)
+    for name, grid in default.grids.items():
+        assert grid.dtype == torch.float16  # the cache format: float32 computed, stored half
+        # float32 differences below 1e-6 may round a few values to the next float16
+        torch.testing.assert_close(small.grids[name].float(), grid.float(), rtol=1e-3,
+                                   atol=1e-5)
+
+    meta = bundle_metadata("dlib-xcos")
+    head, _, _ = load_head("dlib-xcos", fold=0)
+    grids = default.grids[meta["config"]["grid"]]
+    rows_a, rows_b = np.array([0, 0, 1, 3, 4]), np.array([1, 2, 2, 4, 0])
+    expected = score_pairs(head, grids, rows_a, rows_b)
+    got = score_pairs(head, grids, rows_a, rows_b, batch=2, device="cpu")
+    for e, g in zip(expected, got):
+        assert isinstance(g, np.ndarray) and g.dtype == np.float32
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-6)
+    assert np.isfinite(expected[0]).all()
+
+    cache = tmp_path / "cache"
+    first = compute_features(backbone, paths[:2], aligner, cache=cache, progress=False,
+                             device="cpu", batch_size=1)
+    again = compute_features(backbone, paths[:2], aligner, cache=cache, progress=False,
+                             device="auto")
+    assert first.meta["cache"] == again.meta["cache"]
+    assert len(list(cache.glob("*.safetensors"))) == 1
+    stored = load_file(str(first.meta["cache"]))
+    assert {t.device.type for t in stored.values()} == {"cpu"}
+    torch.testing.assert_close(again.embeddings, default.embeddings[:2], rtol=0, atol=1e-6)

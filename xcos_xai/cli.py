@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from ._env import dataset_dir
+from ._io import atomic_path
 from .apps.compare_distributed import run_compare_distributed
 from .apps.lfw_report import run_lfw_evaluation
 from .apps.photo_demo import run_photo_demo
@@ -27,6 +28,7 @@ from .viz.notes import notes_line
 
 MODEL_HELP = ("the face model: dlib's ResNet (default) or OpenCV Zoo's SFace, each with its "
               "bundled xCos head (dlib-xcos, sface-xcos) and its aligner")
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:N"
 IMAGES_HELP = ("the LFW image folder: a name inside the LFW folder or a path (default: the "
                "first of " + ", ".join(IMAGE_FOLDERS) + " found there)")
 
@@ -44,7 +46,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     expl.save_html(out / "explanation.html")
     expl.save_png(out / "explanation.png")
-    (out / "explanation.json").write_text(json.dumps(expl.to_dict(), indent=1, default=str))
+    with atomic_path(out / "explanation.json") as tmp:
+        tmp.write_text(json.dumps(expl.to_dict(), indent=1, default=str), encoding="utf-8")
     verdict = "same person" if expl.same else "different people"
     print(f"xCos {expl.score:.4f} (threshold {expl.threshold:.4f}): {verdict}; "
           f"model cosine {expl.model_cosine:.4f} ({expl.info.get('model', args.model)})")
@@ -58,13 +61,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     table = run_lfw_evaluation(Path(args.out), root=args.lfw, images=args.images,
                                workers=args.workers, reference=args.reference,
-                               report=args.report, model=args.model)
+                               report=args.report, model=args.model,
+                               device=resolve_device(args.device), batch_size=args.batch_size)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"evaluation took {time.perf_counter() - start:.1f} s; results in {args.out}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    args.device = resolve_device(args.device)  # a wrong --device fails before any work
     lfw = dataset_dir("lfw", required=False)
     if lfw is not None:
         print(f"LFW found at {lfw}: running the LFW View-2 evaluation and the report")
@@ -72,7 +77,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return _cmd_evaluate(args)
     print("No LFW under XCOS_XAI_DATA: explaining photos that installed packages ship "
           "(matplotlib's grace_hopper.jpg, scikit-image's astronaut.png)")
-    path = run_photo_demo(Path(args.out), model=args.model)
+    path = run_photo_demo(Path(args.out), model=args.model, device=args.device)
     print(f"wrote {path}")
     return 0
 
@@ -147,6 +152,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--batch-size`` of the LFW evaluation (``evaluate``, ``demo``)."""
+    parser.add_argument("--device", default="auto",
+                        help=DEVICE_HELP + "; the model and the fold heads run there, float32")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="faces per backbone forward (the fold heads score pairs in "
+                             "batches of 1024)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcos-xai", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="outputs/demo", help="output folder")
     demo.add_argument("--workers", type=int, default=2, help="processes for face alignment")
     demo.add_argument("--model", default="dlib", choices=sorted(MODEL_BUNDLES), help=MODEL_HELP)
+    add_device_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
 
     ev = sub.add_parser("evaluate", help="LFW View-2 10-fold evaluation of every scorer")
@@ -168,13 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also score with the model's own pipeline as the reference (dlib-bin, "
                          "or OpenCV + onnxruntime for SFace)")
     ev.add_argument("--report", action="store_true", help="also write the HTML report")
+    add_device_arguments(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     ex = sub.add_parser("explain", help="explain one pair of photos")
     ex.add_argument("image_a")
     ex.add_argument("image_b")
     ex.add_argument("--out", default="outputs/explain", help="output folder")
-    ex.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
+    ex.add_argument("--device", default="auto", help=DEVICE_HELP)
     ex.add_argument("--model", default="dlib", choices=sorted(MODEL_BUNDLES), help=MODEL_HELP)
     ex.add_argument("--assume-aligned", action="store_true",
                     help="take the images as already aligned faces (no detection)")

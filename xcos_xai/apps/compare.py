@@ -46,6 +46,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .._io import atomic_path
 from ..data.align import faces_to_tensor
 from ..data.aligners import lfw_aligner_for
 from ..data.lfw import LFW
@@ -63,6 +64,7 @@ from ..explainers.metrics import randomised_copy, stage_module_names
 from ..pretrained import bundle_input_spec, load_pretrained
 from ..viz.compare_figures import curve_figure, save_curves_png, save_example_maps
 from ..viz.cost_faithfulness import write_cost_faithfulness
+from ..viz.writers import write_figure_html
 
 # --------------------------------------------------------------------------- the pairs
 
@@ -231,8 +233,8 @@ class RecordStore:
             if first == stamp:
                 return self.read()[1]
             self.path.unlink()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(stamp + "\n", encoding="utf-8")
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(stamp + "\n", encoding="utf-8")
         return {}
 
     @contextmanager
@@ -252,11 +254,13 @@ class RecordStore:
 def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareConfig,
                   extra: dict | None = None) -> dict[str, Path]:
     """``table.csv``, ``table.md``, ``table.json`` (with the config and the summary),
-    ``curves.html``, ``curves.png``."""
+    ``curves.html`` (plotly.js inlined: one page to share), ``curves.png``; each written
+    atomically."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "table.csv", "md": out / "table.md", "json": out / "table.json",
              "html": out / "curves.html", "png": out / "curves.png"}
-    table.to_csv(paths["csv"], index=False, float_format="%.5f")
+    with atomic_path(paths["csv"]) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.5f")
     s = curves["summary"]
     note = (f"{s['pairs']} LFW View-2 pairs ({s['genuine']} genuine, {s['impostor']} "
             f"impostor, folds {s['folds'][0]}-{s['folds'][-1]}), model `{config.bundle}`, "
@@ -266,14 +270,16 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
             f"{config.unit}x{config.unit} px; localisation on {s['localisation_pairs']} "
             f"hybrids ({s['localisation_flipped']} flipped the decision); sensitivity on "
             f"{s['sensitivity_pairs']} pairs, randomisation on {s['randomisation_pairs']}.\n\n")
-    paths["md"].write_text(note + to_markdown(table), encoding="utf-8")
+    with atomic_path(paths["md"]) as tmp:
+        tmp.write_text(note + to_markdown(table), encoding="utf-8")
     payload = {"config": asdict(config), "summary": s, "table": table.to_dict("records"),
                "curves": {k: v for k, v in curves.items() if k != "summary"},
                **(extra or {})}
-    paths["json"].write_text(json.dumps(payload, indent=1, default=float), encoding="utf-8")
+    with atomic_path(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, default=float), encoding="utf-8")
     controls = [m for m in curves["methods"] if explainer_class(m).control]
     fig, panels = curve_figure(curves, controls)
-    fig.write_html(paths["html"], include_plotlyjs=True)
+    write_figure_html(fig, paths["html"])
     save_curves_png(curves, panels, paths["png"], controls)
     for path in write_cost_faithfulness(out, table):  # cost against faithfulness
         paths[path.stem] = path

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..core import UniformAttention
+from ..core.device import full_float32, resolve_device
 from ..data.aligners import lfw_aligner_for
 from ..data.lfw import LFW
 from ..evaluation.features import FeatureSet, compute_features
@@ -72,20 +73,34 @@ def model_scores(features: FeatureSet, index: LFWIndex) -> dict[str, np.ndarray]
             "model_neg_l2": (-(a - b).norm(dim=1)).numpy()}
 
 
+PAIR_BATCH = 1024
+"""Pairs per head forward when scoring (a head on two grids is cheap: big batches)."""
+
+
 @torch.no_grad()
-def score_pairs(head, grids: torch.Tensor, rows_a, rows_b, batch: int = 1024):
-    """Scores, S and W of a head on pairs of feature rows (and the uniform-W score)."""
-    head = head.eval()
-    uniform = head.with_attention(UniformAttention())
+def score_pairs(head, grids: torch.Tensor, rows_a, rows_b, batch: int = PAIR_BATCH,
+                device: str | torch.device = "cpu"):
+    """Scores, S and W of a head on pairs of feature rows (and the uniform-W score).
+
+    The head runs on ``device`` (moved there) in float32, ``batch`` pairs at a time: each
+    batch's grids go there, the outputs come back as CPU numpy arrays.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1 pair, got {batch}")
+    device = resolve_device("auto") if str(device) == "auto" else device
+    head = head.eval().to(device)
+    uniform = head.with_attention(UniformAttention()).to(device)
     scores, cos_maps, attn, uni = [], [], [], []
-    for s in range(0, len(rows_a), batch):
-        ga = grids[rows_a[s:s + batch]].float()
-        gb = grids[rows_b[s:s + batch]].float()
-        out = head(ga, gb)
-        scores.append(out.score)
-        cos_maps.append(out.cos_map)
-        attn.append(out.attention)
-        uni.append(uniform(ga, gb).score)
+    with full_float32():
+        for s in range(0, len(rows_a), batch):
+            # the rows are picked on the CPU; only this batch's (float16) grids are copied
+            ga = grids[rows_a[s:s + batch]].to(device).float()
+            gb = grids[rows_b[s:s + batch]].to(device).float()
+            out = head(ga, gb)
+            scores.append(out.score.cpu())
+            cos_maps.append(out.cos_map.cpu())
+            attn.append(out.attention.cpu())
+            uni.append(uniform(ga, gb).score.cpu())
     cat = lambda xs: torch.cat(xs).numpy()  # noqa: E731
     return cat(scores), cat(cos_maps), cat(attn), cat(uni)
 
@@ -116,7 +131,8 @@ def held_out_xcos(features: FeatureSet, index: LFWIndex, config: PluginConfig,
 
 
 def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = True,
-                 batch_size: int = 64, images=None, model: str = "dlib_resnet_v1"):
+                 batch_size: int = 64, images=None, model: str = "dlib_resnet_v1",
+                 device: str | torch.device = "cpu"):
     """``(LFW, FeatureSet, LFWIndex)`` for all LFW images through one network (cached).
 
     Args:
@@ -125,6 +141,9 @@ def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = Tr
         model: the registry name used when ``backbone`` is ``None`` (``"dlib_resnet_v1"``,
             ``"sface"``). The aligner follows the backbone's input spec
             (:func:`~xcos_xai.data.aligners.lfw_aligner_for`, LFW preset, shared chip cache).
+        batch_size, device: images per backbone forward and where it runs (``"auto"``: CUDA
+            when present); the feature cache is shared by every device
+            (:func:`~xcos_xai.evaluation.features.compute_features`).
     """
     lfw = LFW(root, images=images)
     backbone = backbone if backbone is not None else create_backbone(model, pretrained=True)
@@ -132,12 +151,14 @@ def lfw_features(backbone=None, root=None, workers: int = 2, progress: bool = Tr
     paths = [lfw.image_root / k for k in keys]
     aligner = lfw_aligner_for(backbone)
     features = compute_features(backbone, paths, aligner, keys=keys, workers=workers,
-                                progress=progress, batch_size=batch_size)
+                                progress=progress, batch_size=batch_size, device=device)
     return lfw, features, LFWIndex.build(lfw, keys)
 
 
-def bundled_fold_scores(features: FeatureSet, index: LFWIndex, name: str = "dlib-xcos"):
-    """Held-out scores of the bundled fold heads (head ``k`` scores fold ``k``)."""
+def bundled_fold_scores(features: FeatureSet, index: LFWIndex, name: str = "dlib-xcos",
+                        device: str | torch.device = "cpu", batch: int = PAIR_BATCH):
+    """Held-out scores of the bundled fold heads (head ``k`` scores fold ``k``), ``batch``
+    pairs at a time on ``device`` (:func:`score_pairs`)."""
     grid = bundle_metadata(name)["config"]["grid"]
     grids = features.grids[grid]
     n = len(index.same)
@@ -147,7 +168,8 @@ def bundled_fold_scores(features: FeatureSet, index: LFWIndex, name: str = "dlib
     for k in range(10):
         head, _, _ = load_head(name, fold=k)  # the head alone: no backbone to build
         sel = np.flatnonzero(index.pair_fold == k)
-        s, c, a, u = score_pairs(head, grids, index.pair_a[sel], index.pair_b[sel])
+        s, c, a, u = score_pairs(head, grids, index.pair_a[sel], index.pair_b[sel],
+                                 batch=batch, device=device)
         result.scores[sel], result.cos_maps[sel], result.attention[sel] = s, c, a
         result.uniform_scores[sel] = u
     return result

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._io import atomic_path
+from ..core.device import resolve_device
 from ..evaluation.attention_stats import summarize_attention
 from ..evaluation.dlib_reference import reference_distances
 from ..evaluation.protocol import ten_fold_accuracy
@@ -51,26 +53,35 @@ def protocol_table(scores: dict[str, np.ndarray], same: np.ndarray,
 
 def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool = False,
                        report: bool = False, progress: bool = True,
-                       images=None, model: str = "dlib") -> pd.DataFrame:
+                       images=None, model: str = "dlib", device: str = "auto",
+                       batch_size: int = 64) -> pd.DataFrame:
     """Evaluate every scorer on all 6000 LFW View-2 pairs and write the results to ``out``.
 
     ``root``, ``images``: the LFW folder and its image folder (see :class:`LFW`).
     ``model``: a key of :data:`MODELS` (``"dlib"``, ``"sface"``). With ``reference``, the
     model's own end-to-end pipeline is scored too (dlib-bin, or OpenCV + onnxruntime).
+    ``device``: where the backbone (``batch_size`` images per forward) and the fold heads
+    (pairs in batches) run, in float32 (``"auto"``: CUDA when present; the feature cache
+    is shared by every device). Every file is written atomically.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} for the LFW evaluation: choose one of "
                          f"{sorted(MODELS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch size {batch_size} for the LFW evaluation: give at least 1 "
+                         "(--batch-size)")
+    device = resolve_device(device)  # before any work: a wrong --device fails at once
     backbone_name, bundle, _ = MODELS[model]
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     t0 = time.perf_counter()
     lfw, features, index = lfw_features(root=root, workers=workers, progress=progress,
-                                        images=images, model=backbone_name)
+                                        images=images, model=backbone_name,
+                                        batch_size=batch_size, device=device)
     timings["features_s"] = time.perf_counter() - t0
     scores = model_scores(features, index)
     t1 = time.perf_counter()
-    xcos = bundled_fold_scores(features, index, name=bundle)
+    xcos = bundled_fold_scores(features, index, name=bundle, device=device)
     timings["xcos_heads_s"] = time.perf_counter() - t1
     scores["xcos"] = xcos.scores
     scores["xcos_uniform"] = xcos.uniform_scores
@@ -89,16 +100,21 @@ def run_lfw_evaluation(out: Path, root=None, workers: int = 2, reference: bool =
     pairs = index.frame[["fold", "same", "name_a", "index_a", "name_b", "index_b"]].copy()
     for name, values in scores.items():
         pairs[name] = values
-    pairs.to_csv(out / "pair_scores.csv", index=False)
-    table.to_csv(out / "table.csv", index=False)
+    with atomic_path(out / "pair_scores.csv") as tmp:
+        pairs.to_csv(tmp, index=False)
+    with atomic_path(out / "table.csv") as tmp:
+        table.to_csv(tmp, index=False)
     timings["total_s"] = time.perf_counter() - t0
     r = float(np.corrcoef(scores["xcos"], scores["model_cosine"])[0, 1])
-    (out / "table.json").write_text(json.dumps({
+    info = {
         "protocol": "LFW View 2, 10 folds: threshold chosen on 9 folds, accuracy on the 10th",
         "model": model, "backbone": backbone_name, "bundle": bundle,
         "scorers": table.to_dict(orient="records"),
         "attention": summary.as_dict(), "xcos_vs_model_pearson_r": r, "timings": timings,
-    }, indent=1))
+        "device": device,
+    }
+    with atomic_path(out / "table.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
     if report:
         write_lfw_report(out / "report.html", lfw, features, index, scores, table, summary,
                          bundle=bundle)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.device import resolve_device
 from ..data.images import load_image
 from ..explain import explain_pair
 from ..pretrained import BUNDLE_LABELS, bundle_name, load_pretrained
@@ -34,12 +35,14 @@ def shipped_photos() -> dict[str, Path]:
     }
 
 
-def run_photo_demo(out: Path, model: str = "dlib") -> Path:
+def run_photo_demo(out: Path, model: str = "dlib", device: str = "cpu") -> Path:
     """The report of the shipped photos explained by ``model`` (``"dlib"``, ``"sface"`` or a
-    bundle name), written to ``out/report.html``."""
+    bundle name) on ``device`` (``"auto"``: CUDA when present), written to
+    ``out/report.html``."""
     bundle = bundle_name(model)
+    device = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_pretrained(bundle)
+    model = load_pretrained(bundle).to(device)
     photos = shipped_photos()
     (name_a, path_a), (name_b, path_b) = photos.items()
     img_a, img_b = load_image(path_a), load_image(path_b)

@@ -25,6 +25,7 @@ from ..explainers import create_explainer, explainer_class
 from ..pretrained import bundle_name, load_pretrained
 from ..viz import pair_figure, save_pair_png
 from ..viz.attribution_figure import attribution_figure, save_attribution_png
+from ..viz.writers import write_html
 
 # whether a PairExplanation's _repr_html_ has inlined plotly.js in this kernel (see there)
 _PLOTLYJS_SHOWN = [False]
@@ -153,14 +154,13 @@ class PairExplanation:
                                                             include_plotlyjs=first)
 
     def save_html(self, path: str | Path, include_plotlyjs: bool | str = True) -> Path:
-        """A self-contained HTML page (plotly.js inlined by default, so it works offline)."""
-        path = Path(path)
+        """A self-contained HTML page (plotly.js inlined by default, so it works offline),
+        written atomically: a failed write leaves the previous file or none."""
         body = self.figure().to_html(full_html=False, include_plotlyjs=include_plotlyjs)
-        path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>xCos "
-                        "explanation</title></head><body>" + self._summary_html() + body +
-                        "<pre>" + html.escape(json.dumps(self.info, indent=1, default=str)) +
-                        "</pre></body></html>", encoding="utf-8")
-        return path
+        return write_html(path, "<!doctype html><html><head><meta charset='utf-8'><title>xCos "
+                          "explanation</title></head><body>" + self._summary_html() + body +
+                          "<pre>" + html.escape(json.dumps(self.info, indent=1, default=str)) +
+                          "</pre></body></html>")
 
     def save_png(self, path: str | Path) -> Path:
         """A static PNG of the same panels."""

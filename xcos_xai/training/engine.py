@@ -381,7 +381,8 @@ class Trainer:
         if d.main:
             self.out.mkdir(parents=True, exist_ok=True)
             self.checkpoints.remove_stale()
-            (self.out / "config.toml").write_text(cfg.to_toml())
+            with atomic_path(self.out / "config.toml") as tmp:
+                tmp.write_text(cfg.to_toml(), encoding="utf-8")
             print(f"# configuration ({self.out / 'config.toml'})\n{cfg.to_toml()}")
             print(f"{len(self.source)} images of {self.source.num_classes} identities; "
                   f"{self.steps_per_epoch} steps/epoch of {self.sampler.global_batch} pairs; "
@@ -401,7 +402,8 @@ class Trainer:
                    "cpu_s": time.process_time(), "val": last_val}
         if d.main:
             self.export()
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+            with atomic_path(self.out / "summary.json") as tmp:
+                tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
         return summary
 
     def _loop(self, logger: _Logger, bar) -> dict | None:
@@ -552,7 +554,8 @@ def train_head_only(cfg: TrainConfig) -> dict:
     pcfg = PluginConfig(**{**cfg.head_only, "seed": cfg.run.seed, "device": str(d.device)})
     out = Path(cfg.run.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(cfg.to_toml())
+    with atomic_path(out / "config.toml") as tmp:
+        tmp.write_text(cfg.to_toml(), encoding="utf-8")
     m = cfg.model
     backbone = create_backbone(m.backbone, pretrained=m.pretrained, **m.backbone_kwargs)
     backbone = backbone.eval().requires_grad_(False).to(d.device)
@@ -582,7 +585,8 @@ def train_head_only(cfg: TrainConfig) -> dict:
         val[vs.name] = {**protocol_results(scores, vs), "pairs": len(vs)}
     summary = {"recipe": "head_only", "images": len(source), "history": history, "val": val,
                "plugin_config": asdict(pcfg)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
 
 

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .pair_figure import DIVERGING, face_image, title_layout
+from .writers import save_matplotlib
 
 CLIP_PERCENTILE = 99.0
 
@@ -114,5 +115,5 @@ def save_attribution_png(face_a: np.ndarray, face_b: np.ndarray,
         bar.ax.tick_params(labelsize=8)
     fig.suptitle(title or ("blue: supports 'same person', red: opposes; colours saturate at "
                            f"each row's {percentile:g}th percentile"), fontsize=9)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    save_matplotlib(fig, path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

@@ -1,5 +1,5 @@
 """Figures of a comparison of pair explainers (``xcos-xai compare``): mean curves and
-example maps, as plotly HTML and static PNGs."""
+example maps, as plotly HTML and static PNGs (written atomically; the pages work offline)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from .writers import save_matplotlib, write_figure_html
 
 __all__ = ["curve_figure", "pair_curve_figure", "save_curves_png", "save_example_maps"]
 
@@ -112,13 +114,15 @@ def save_curves_png(curves: dict, panels, path: Path, controls=()) -> None:
         ax.set_xlabel("fraction of face A replaced")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_matplotlib(fig, path, dpi=90)
     plt.close(fig)
 
 
 def save_example_maps(records: list[dict], chips: dict, out: Path) -> list[Path]:
     """Side-by-side maps of the example pairs (records with ``example_maps``): one column per
-    method, faces A and B; ``example_<i>_<kind>.png`` and ``.html`` in ``out``.
+    method, faces A and B; ``example_<i>_<kind>.png`` and ``.html`` in ``out``. The pages
+    load one shared ``plotly.min.js`` written beside them (offline, and one copy of
+    plotly.js for all the examples instead of one each).
 
     ``chips``: ``{record["i"]: (chip_a, chip_b)}``, the ``(h, w, 3)`` uint8 faces.
     """
@@ -157,10 +161,10 @@ def save_example_maps(records: list[dict], chips: dict, out: Path) -> list[Path]
         fig.suptitle("blue: supports 'same person', red: opposes", fontsize=9)
         fig.tight_layout()
         stem = f"example_{r['i']:03d}_{'genuine' if r['same'] else 'impostor'}"
-        fig.savefig(out / f"{stem}.png", dpi=80)
+        save_matplotlib(fig, out / f"{stem}.png", dpi=80)
         plt.close(fig)
         pfig.update_layout(height=520, title=f"{r['path_a']} vs {r['path_b']} "
                                              f"(score {r['score']:.3f})")
-        pfig.write_html(out / f"{stem}.html", include_plotlyjs="cdn")
+        write_figure_html(pfig, out / f"{stem}.html", shared_plotlyjs=True)
         written += [out / f"{stem}.png", out / f"{stem}.html"]
     return written

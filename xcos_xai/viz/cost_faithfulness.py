@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from .._io import atomic_path
+from .writers import write_html
 
 __all__ = ["FIGURE_MEASURES", "cost_faithfulness_figure", "pareto_front",
            "write_cost_faithfulness"]
@@ -87,6 +87,4 @@ def write_cost_faithfulness(out, table, cost: str = "time_s") -> list[Path]:
     if not parts:
         return []
     path = Path(out) / "cost_faithfulness.html"
-    with atomic_path(path) as tmp:
-        tmp.write_text("<html><body>" + "\n".join(parts) + "</body></html>", encoding="utf-8")
-    return [path]
+    return [write_html(path, "<html><body>" + "\n".join(parts) + "</body></html>")]

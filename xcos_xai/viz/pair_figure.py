@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 from ..core.xcos import evidence_map
 from ..explainers.xcos import VARIANTS
 from .notes import detection_notes
+from .writers import save_matplotlib
 
 DIVERGING = "RdBu"
 ATTENTION_SCALE = "YlGn"
@@ -294,5 +295,5 @@ def save_pair_png(explanation, path, dpi: int = 110) -> None:
     note = getattr(e, "map_note", "") if own else ""
     note = "\n".join(textwrap.wrap(f"evidence: {note}", 120)) if note else ""
     fig.suptitle(pair_title(e, tau) + (f"\n{note}" if note else ""))
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    save_matplotlib(fig, path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .pair_figure import title_layout
+from .writers import write_html
 
 
 def score_histogram(scores: np.ndarray, same: np.ndarray, threshold: float,
@@ -52,7 +53,8 @@ def scatter_vs_model(xcos: np.ndarray, model_cos: np.ndarray, same: np.ndarray) 
 def write_report(path: str | Path, title: str, intro: str, table: pd.DataFrame | None,
                  figures: list[tuple[str, go.Figure]],
                  explanations: list[tuple[str, list]]) -> Path:
-    """One HTML page: an intro, a table, figures, and sections of explained pairs.
+    """One HTML page (plotly.js inlined once, written atomically): an intro, a table,
+    figures, and sections of explained pairs.
 
     ``explanations`` is a list of ``(section title, [(caption, PairExplanation), ...])``.
     """
@@ -83,7 +85,6 @@ def write_report(path: str | Path, title: str, intro: str, table: pd.DataFrame |
              "table.table{border-collapse:collapse}table.table td,table.table th"
              "{padding:3px 10px;border-bottom:1px solid #ddd;white-space:nowrap}"
              "table.table td:nth-child(2){white-space:normal}")
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
-                    f"{html.escape(title)}</title><style>{style}</style></head><body>"
-                    + "\n".join(parts) + "</body></html>", encoding="utf-8")
-    return path
+    return write_html(path, f"<!doctype html><html><head><meta charset='utf-8'><title>"
+                      f"{html.escape(title)}</title><style>{style}</style></head><body>"
+                      + "\n".join(parts) + "</body></html>")
