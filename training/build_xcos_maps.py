@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -218,12 +219,12 @@ def fine_table(model, stats, grids, occluded, pa, pb, batch: int = 128):
     return cat(xs), cat(ys), cat(coarse)
 
 
-def choose_ridge(x, y, folds, grid_size) -> float:
+def choose_ridge(x, y, folds, grid_size, ridges=RIDGES) -> float:
     """The ridge with the best mean Spearman (rows) over leave-one-fold-out splits."""
     from xcos_xai.core.map_stats import AmortisedOcclusion
 
-    best, best_r = RIDGES[0], -2.0
-    for ridge in RIDGES:
+    best, best_r = ridges[0], -2.0
+    for ridge in ridges:
         rs = []
         for k in np.unique(folds):
             tr, te = folds != k, folds == k
@@ -248,7 +249,9 @@ def _load_occlusion(path: Path) -> dict:
 
 
 def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
-                  fine_path: Path | None = None, model_name: str = "dlib") -> Path:
+                  fine_path: Path | None = None, model_name: str = "dlib",
+                  ridges: tuple[float, ...] = RIDGES,
+                  command: str = "python training/build_xcos_maps.py") -> Path:
     from safetensors.torch import load_file
 
     from xcos_xai.apps.lfw_benchmark import lfw_features
@@ -293,7 +296,7 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
         x, y, maps = pair_table(model, stats, grids, occluded, pa, pb)
         folds2 = np.concatenate([pfold, pfold])
         train = folds2 != fold if fold is not None else np.ones(len(folds2), bool)
-        ridge = choose_ridge(x[train], y[train], folds2[train], grid_size)
+        ridge = choose_ridge(x[train], y[train], folds2[train], grid_size, ridges)
         stats.amortiser = AmortisedOcclusion.fit(x[train], y[train], grid_size, ridge)
         report["ridges"][str(fold)] = ridge
         if fine is not None:  # the amortiser of finer pixel blocks
@@ -307,7 +310,7 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
             ffold = np.concatenate([fine["pair_fold"], fine["pair_fold"]])
             ftrain = ffold != fold if fold is not None else np.ones(len(ffold), bool)
             c = int(round(fy.shape[1] ** 0.5))
-            fridge = choose_ridge(fx[ftrain], fy[ftrain], ffold[ftrain], (c, c))
+            fridge = choose_ridge(fx[ftrain], fy[ftrain], ffold[ftrain], (c, c), ridges)
             stats.fine_amortiser = AmortisedOcclusion.fit(fx[ftrain], fy[ftrain], (c, c),
                                                           fridge)
             report["ridges"][f"fine{fold}"] = fridge
@@ -341,8 +344,7 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
     meta = {"bundle": _bundle_path(name).name, "grid": grid_name,
             "occlusion_cache": occ_path.name,
             "fine_occlusion_cache": fine_path.name if fine_path else None, "report": report,
-            "command": "python training/build_xcos_maps.py"
-                       + ("" if model_name == "dlib" else f" --model {model_name}")}
+            "command": command}
     atomic_save_safetensors(pack_map_stats(tensors), path, metadata={"maps": json.dumps(meta)})
     print(json.dumps(report["held_out"], indent=1))
     print(f"wrote {path}")
@@ -454,6 +456,8 @@ def main(argv=None):
                         help="also fit the amortiser of c x c pixel blocks (0: no)")
     parser.add_argument("--fine-per-fold", type=int, default=50,
                         help="pairs per fold of its occlusion stage (64 forwards an image)")
+    parser.add_argument("--ridges", default=",".join(map(str, RIDGES)),
+                        help="ridge penalties tried by leave-one-fold-out (comma-separated)")
     parser.add_argument("--model", default="dlib", choices=["dlib", "sface"],
                         help="whose bundle gets the statistics (dlib-xcos, sface-xcos)")
     parser.add_argument("--out", default=str(OUT))
@@ -477,8 +481,11 @@ def main(argv=None):
         fine = stage_occlusion(argparse.Namespace(**{**vars(args), "cells": args.fine_cells,
                                                      "per_fold": args.fine_per_fold}))
     if args.stage in ("fit", "all"):
-        write_report(fit_and_write(occ, Path(args.out), args.threads, fine, args.model),
-                     **report)
+        ridges = tuple(float(r) for r in args.ridges.split(","))
+        command = " ".join(["python training/build_xcos_maps.py",
+                            *(sys.argv[1:] if argv is None else argv)])
+        write_report(fit_and_write(occ, Path(args.out), args.threads, fine, args.model, ridges,
+                                   command), **report)
 
 
 if __name__ == "__main__":
