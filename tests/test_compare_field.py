@@ -54,7 +54,9 @@ def test_field_columns_by_hand(tmp_path):
                           {"method": "n", **cols, "time_s": 2.0, "del_auc_genuine": 0.8}])
     md = to_markdown(table)
     assert "ROAD LeRF - MoRF (imp.: MoRF - LeRF) ↑" in md and "| m |" in md and "| 6 |" in md
-    assert write_cost_faithfulness(tmp_path, table) == [tmp_path / "cost_faithfulness.html"]
+    assert write_cost_faithfulness(tmp_path, table) == [tmp_path / "cost_faithfulness.html",
+                                                        tmp_path / "cost_faithfulness.png"]
+    assert (tmp_path / "cost_faithfulness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (tmp_path / "cost_faithfulness.html").read_text()
     assert html.count("Pareto front") == 4  # road gap, accuracy AUC, deletion AUC, FNMR
 

@@ -40,3 +40,33 @@ def test_cost_faithfulness_figure_marks_the_front():
     assert fig.layout.xaxis.type == "log"
     with pytest.raises(ValueError, match="no column 'iou'"):
         cost_faithfulness_figure(table, "iou")
+
+
+def test_cost_faithfulness_png_has_one_panel_per_measure(tmp_path):
+    """The static figure (README): a panel for each measure the table has, none for the rest;
+    a table without any of them is one clear error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xcos_xai.viz.cost_faithfulness import save_cost_faithfulness_png
+
+    table = pd.DataFrame({"method": ["a", "b", "c"], "time_s": [0.1, 1.0, 10.0],
+                          "road_gap": [0.01, 0.05, 0.03], "acc_del_auc": [0.9, 0.6, 0.5]})
+    seen = []
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        seen.append([ax.get_ylabel() for ax in fig.axes if ax.axison])
+        return real_savefig(fig, *args, **kwargs)
+
+    plt.Figure.savefig = spy
+    try:
+        path = save_cost_faithfulness_png(tmp_path / "cf.png", table)
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    assert seen == [["ROAD LeRF - MoRF gap ↑", "verification-accuracy deletion AUC ↓"]]
+    with pytest.raises(ValueError, match="has none of"):
+        save_cost_faithfulness_png(tmp_path / "none.png", table[["method", "time_s"]])

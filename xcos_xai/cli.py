@@ -148,7 +148,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(to_markdown(table))
     print(f"compare took {time.perf_counter() - start:.1f} s; results in {args.out} "
           "(table.csv, table.md, table.json, curves.html, curves.png, "
-          "cost_faithfulness.html, example_*.png)")
+          "cost_faithfulness.html/.png, example_*.png)")
     return 0
 
 

@@ -21,7 +21,7 @@ fold's held-out head of the chosen model (``load_pretrained(config.bundle, fold=
 - the field's protocols (:mod:`xcos_xai.evaluation.field_protocols`): ROAD MoRF/LeRF on a
   balanced subset (``n_road``), cascading and independent layer randomisation (MPRT) on the
   randomisation subset, verification-accuracy deletion/insertion, FNMR/FMR 5-95 %, passes
-  per pair, and ``cost_faithfulness.html`` (cost against faithfulness, Pareto fronts);
+  per pair, and ``cost_faithfulness.{html,png}`` (cost against faithfulness, Pareto fronts);
 - over all pairs, how much of each map sits on xCos's static cells (the attention shortcut).
 
 Per-pair records are appended to ``records.jsonl`` as they finish, so an interrupted run
@@ -282,7 +282,7 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
     write_figure_html(fig, paths["html"])
     save_curves_png(curves, panels, paths["png"], controls)
     for path in write_cost_faithfulness(out, table):  # cost against faithfulness
-        paths[path.stem] = path
+        paths[path.name] = path
     return paths
 
 

@@ -11,14 +11,19 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from .writers import write_html
+from .writers import save_matplotlib, write_html
 
 __all__ = ["FIGURE_MEASURES", "cost_faithfulness_figure", "pareto_front",
-           "write_cost_faithfulness"]
+           "save_cost_faithfulness_png", "write_cost_faithfulness"]
 
 # faithfulness measures drawn against cost, with their direction (higher is better?)
 FIGURE_MEASURES = (("road_gap", True), ("acc_del_auc", False), ("del_auc_genuine", False),
                    ("fnmr_mean_5_95", True))
+
+MEASURE_TITLES = {"road_gap": "ROAD LeRF - MoRF gap",
+                  "acc_del_auc": "verification-accuracy deletion AUC",
+                  "del_auc_genuine": "deletion AUC, genuine pairs",
+                  "fnmr_mean_5_95": "mean FNMR, 5-95 % replaced"}
 
 
 def pareto_front(cost, quality, higher_is_better: bool = True) -> np.ndarray:
@@ -75,16 +80,65 @@ def cost_faithfulness_figure(table, quality: str, cost: str = "time_s",
     return fig
 
 
+def _measures(table) -> list[tuple[str, bool]]:
+    return [(m, higher) for m, higher in FIGURE_MEASURES
+            if m in table.columns and np.isfinite(table[m].to_numpy(dtype=np.float64)).any()]
+
+
+def save_cost_faithfulness_png(path, table, cost: str = "time_s", title: str = "") -> Path:
+    """The same figures as one static PNG (matplotlib; one panel per measure, log cost axis,
+    the Pareto front dashed and its methods in red), for READMEs and reports."""
+    # matplotlib (heavy: ~0.8 s with pyplot) is loaded only when PNGs are written.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measures = _measures(table)
+    if not measures:
+        raise ValueError(f"the table has none of {[m for m, _ in FIGURE_MEASURES]}: run "
+                         "`xcos-xai compare` with the field protocols")
+    cols = min(2, len(measures))
+    rows = -(-len(measures) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.6 * rows), squeeze=False)
+    x_all = table[cost].to_numpy(dtype=np.float64)
+    names = table["method"].tolist()
+    for (measure, higher), ax in zip(measures, axes.flat):
+        y = table[measure].to_numpy(dtype=np.float64)
+        front = pareto_front(x_all, y, higher)
+        ax.scatter(x_all, y, c=np.where(front, "#d62728", "#1f77b4"), s=36, zorder=3)
+        for xi, yi, name in zip(x_all, y, names):
+            if np.isfinite(xi) and np.isfinite(yi):
+                ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4),
+                            fontsize=8)
+        order = np.argsort(x_all[front])
+        ax.plot(x_all[front][order], y[front][order], ls="--", c="#d62728", lw=1,
+                label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel(("seconds" if cost == "time_s" else cost) + " per pair (log)")
+        ax.set_ylabel(MEASURE_TITLES.get(measure, measure) + (" ↑" if higher else " ↓"))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    for ax in list(axes.flat)[len(measures):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = save_matplotlib(fig, path, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def write_cost_faithfulness(out, table, cost: str = "time_s") -> list[Path]:
-    """``OUT/cost_faithfulness.html``: one cost-faithfulness figure (Pareto front drawn) per
-    measure of :data:`FIGURE_MEASURES` the table has; returns the written paths (none when
-    the table has none of them)."""
+    """``OUT/cost_faithfulness.html`` (interactive) and ``cost_faithfulness.png`` (static):
+    one cost-faithfulness figure (Pareto front drawn) per measure of :data:`FIGURE_MEASURES`
+    the table has; returns the written paths (none when the table has none of them)."""
     parts = []
-    for measure, higher in FIGURE_MEASURES:
-        if measure in table.columns and np.isfinite(table[measure]).any():
-            fig = cost_faithfulness_figure(table, measure, cost, higher)
-            parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
+    for measure, higher in _measures(table):
+        fig = cost_faithfulness_figure(table, measure, cost, higher)
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
     if not parts:
         return []
     path = Path(out) / "cost_faithfulness.html"
-    return [write_html(path, "<html><body>" + "\n".join(parts) + "</body></html>")]
+    html = write_html(path, "<html><body>" + "\n".join(parts) + "</body></html>")
+    return [html, save_cost_faithfulness_png(Path(out) / "cost_faithfulness.png", table, cost)]
