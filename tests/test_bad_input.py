@@ -774,6 +774,13 @@ BAD_TENSORS = {
                    "x_a contains NaN or inf", r"check the preprocessing"),
     "inf in x_b": ((_x(1, 3, 150, 150), _x(1, 3, 150, 150).fill_(float("inf"))), ValueError,
                    "x_b contains NaN or inf", r"check the preprocessing"),
+    "one NaN pixel in x_b": ((_x(1, 3, 150, 150), _x(1, 3, 150, 150).index_fill_(
+        2, torch.tensor([77]), float("nan"))), ValueError, "x_b contains NaN or inf",
+        r"check the preprocessing"),
+    "+inf and -inf in x_a": ((_x(1, 3, 150, 150).index_fill_(3, torch.tensor([3]), float("inf"))
+                              .index_fill_(3, torch.tensor([9]), float("-inf")),
+                              _x(1, 3, 150, 150)), ValueError, "x_a contains NaN or inf",
+                             r"check the preprocessing"),
     "numpy array": ((np.zeros((1, 3, 150, 150), np.float32), _x(1, 3, 150, 150)), ValueError,
                     "x_a must be a (B, 3, H, W) float tensor", r"got ndarray"),
 }

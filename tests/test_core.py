@@ -231,3 +231,14 @@ def test_norm_learned_attention_starts_at_the_norm_weighting_and_learns():
     assert learned.attention.learned_scale.grad.abs() > 0  # the learned part can switch on
     with pytest.raises(ValueError, match="grid_size"):
         XCosHead(8, channels=None, attention="norm")
+
+
+def test_image_check_accepts_finite_values_whose_sum_overflows():
+    """The finiteness check sums first: a sum that overflows (finite values near the float32
+    maximum) falls back to the elementwise test instead of calling the faces non-finite."""
+    from xcos_xai.core._checks import check_images
+
+    check_images("x", torch.full((1, 3, 4, 4), 3e38))  # the sum is inf; no value is
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        check_images("x", torch.full((1, 3, 4, 4), 3e38).index_fill_(3, torch.tensor([1]),
+                                                                       float("inf")))
