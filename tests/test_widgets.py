@@ -472,12 +472,13 @@ def test_pair_explorer_model_menu_on_the_shipped_photos(explorer):
         assert e.threshold == pytest.approx(expected.threshold)
         assert e.face_a.shape == (112, 112, 3) and np.shape(e.cos_map) == (7, 7)
         assert "OpenCV Zoo&#x27;s SFace (7x7 grid)" in explorer.summary.value
-        # the method panel follows: SFace's xCos map, (S - t) * W on its 7x7 grid (the
-        # bundle has no map statistics)
+        # the method panel follows: SFace's default xCos map, the amortised occlusion of its
+        # 7x7 cells (its bundle's statistics have no finer blocks), each face its own map
         explorer.method.value = "xcos"
-        assert e.map_name == "evidence"
-        np.testing.assert_allclose(np.asarray(heatmaps(explorer.method_figure)[0].z),
-                                   e.evidence(explorer.threshold.value), atol=1e-6)
+        assert e.map_name == "amortised" and np.shape(e.map_grid_a) == (7, 7)
+        panels = heatmaps(explorer.method_figure)
+        np.testing.assert_allclose(np.asarray(panels[0].z), e.map_grid_a, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(panels[1].z), e.map_grid_b, atol=1e-6)
     finally:
         explorer.model.value = "dlib"
     assert explorer.explanation is dlib  # cached per model and pair
