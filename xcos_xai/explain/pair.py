@@ -52,7 +52,8 @@ class PairExplanation:
             supports "same person"); for xCos the evidence of each cell over its pixels.
             ``None`` for explanations built from cached maps alone (no method was run).
         map_name: for xCos, the map shown as the evidence (the explainer's ``map``: by
-            default ``"amortised_fine"`` when the model has its map statistics, else
+            default ``"amortised_fine"`` when the model has its map statistics with finer
+            blocks, ``"amortised"`` when they have only the cells' (SFace), else
             ``"evidence"``, the ``(S - t) * W`` of :meth:`evidence`); ``None``: ``(S - t) * W``.
         map_note: one sentence that explains that map to a user.
         map_grid_a, map_grid_b: that map of face A and of face B at its own resolution

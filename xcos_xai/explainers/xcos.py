@@ -73,7 +73,8 @@ class XCosExplainer(PairExplainer):
 
     Args:
         model: an :class:`~xcos_xai.core.XCosModel`.
-        map: which map is the explanation (default ``"amortised_fine"``, below):
+        map: which map is the explanation (default ``"amortised_fine"``, below; the best
+            the model's statistics allow when they lack it: :func:`best_available_map`):
             ``"evidence"``: ``(S - t) * W`` with ``t`` the xCos threshold; it sums
             to ``score - t``, so positive cells push towards "same person" and negative
             cells towards "different people" (what the pair figure shows);
