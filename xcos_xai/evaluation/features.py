@@ -4,7 +4,8 @@ Computing a backbone over a data set is the slow part of every evaluation; train
 xCos head on a frozen backbone needs only the grids and embeddings. They are computed once,
 batched and with a progress bar, and stored as one safetensors file whose name is a hash of
 everything that determines them: the backbone's weights, the alignment settings, the image
-list and the files' sizes and modification times. A different model or preprocessing never
+list and the images' bytes (not their paths or time stamps: a moved or re-extracted data set
+keeps its features). A different model, preprocessing or picture never
 reuses stale entries. The device the backbone ran on is not part of the name: the file holds
 CPU tensors, so a GPU run and a CPU run share it. Files are written atomically (temporary
 file + ``os.replace``), so two processes filling the cache at once leave one complete file,
