@@ -9,6 +9,7 @@ a crash leaves at most a ``*.tmp`` file (see :func:`remove_stale_tmp`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -19,7 +20,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["atomic_path", "atomic_save_safetensors", "atomic_torch_save", "file_sha256",
+__all__ = ["atomic_path", "atomic_save_safetensors", "atomic_torch_save", "cached_file_sha256",
+           "file_sha256",
            "remove_stale_tmp"]
 
 TMP_SUFFIX = ".tmp"
@@ -95,6 +97,18 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cached_file_sha256(path: str | os.PathLike) -> str:
+    """:func:`file_sha256`, hashed once per process for a path, size and modification time
+    (a file rewritten in place is hashed again)."""
+    st = os.stat(path)
+    return _file_sha256_at(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.cache
+def _file_sha256_at(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 def remove_stale_tmp(folder: str | os.PathLike) -> int:

@@ -14,10 +14,8 @@ never a torn or mixed one.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .._env import cache_dir
-from .._io import atomic_save_safetensors
+from .._io import atomic_save_safetensors, cached_file_sha256
 from ..core.device import full_float32, resolve_device
 from ..data.align import faces_to_tensor
 
@@ -69,17 +67,11 @@ def _files_fingerprint(paths: Sequence[Path]) -> str:
     """A digest of the images' bytes, in order: the cache follows the pictures, not where
     they are or when they were copied (a re-extracted or moved LFW keeps its features).
     About 1 s for LFW's 117 MB when the files are in the page cache; each file is hashed once
-    per process (keyed by path, size and modification time)."""
+    per process (:func:`~xcos_xai._io.cached_file_sha256`)."""
     digest = hashlib.sha256()
     for p in paths:
-        st = os.stat(p)
-        digest.update(_file_digest(str(p), st.st_size, st.st_mtime_ns))
+        digest.update(bytes.fromhex(cached_file_sha256(p)))
     return digest.hexdigest()
-
-
-@functools.cache
-def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
-    return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
 def _backbone_outputs(backbone, x: torch.Tensor) -> dict[str, torch.Tensor]:

