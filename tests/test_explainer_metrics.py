@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from xcos_xai.apps.compare import select_pairs, to_markdown
+from xcos_xai.core.rng import seeded
 from xcos_xai.explainers import create_explainer, pair_score
 from xcos_xai.explainers.metrics import (
     curve_auc,
@@ -21,9 +22,11 @@ from xcos_xai.explainers.metrics import (
     insertion_curve,
     make_hybrid,
     pointing_game,
+    randomisation_init,
     randomised_copy,
     rank_correlation,
     rank_units,
+    reinitialise,
     replacement_error_rates,
     restore_to_flip,
     sensitivity,
@@ -195,6 +198,41 @@ def test_model_randomisation_and_rank_correlation():
     before = create_explainer("saliency", model).attribute(x_a, x_b).map_a
     after = create_explainer("saliency", everything).attribute(x_a, x_b).map_a
     assert rank_correlation(before, after) < 0.9
+
+
+def test_reinitialise_default_or_permuted_and_the_model_declares_which():
+    lin = torch.nn.Linear(4, 3)
+    w, b = lin.weight.detach().clone(), lin.bias.detach().clone()
+    with seeded(0):
+        reinitialise(lin, "permute")
+    assert not torch.equal(lin.weight, w)
+    torch.testing.assert_close(lin.weight.flatten().sort().values, w.flatten().sort().values,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(lin.bias.sort().values, b.sort().values, rtol=0, atol=0)
+    bn = torch.nn.BatchNorm1d(3)
+    bn.running_var.fill_(4.0)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    reinitialise(bn, "permute")  # buffers are kept
+    assert torch.equal(bn.running_var, torch.full((3,), 4.0))
+    assert sorted(bn.weight.tolist()) == [1.0, 2.0, 3.0]
+    reinitialise(bn, "default")  # BatchNorm's own reset: identity and fresh statistics
+    assert torch.equal(bn.weight, torch.ones(3)) and torch.equal(bn.running_var, torch.ones(3))
+    with pytest.raises(ValueError, match="permute"):
+        reinitialise(lin, "shuffle")
+    model = toy_model()
+    assert randomisation_init(model) == "default"
+    model.backbone.randomisation_init = "permute"
+    assert randomisation_init(model) == "permute"
+    stages = stage_module_names(model)
+    permuted = randomised_copy(model, stages[-1][1], seed=3)
+    conv, new = model.backbone.conv.weight, permuted.backbone.conv.weight
+    assert not torch.equal(new, conv)
+    torch.testing.assert_close(new.flatten().sort().values, conv.flatten().sort().values,
+                               rtol=0, atol=0)
+    model.backbone.randomisation_init = "gaussian"
+    with pytest.raises(ValueError, match="randomisation_init is 'gaussian'"):
+        randomisation_init(model)
 
 
 def test_static_mass_share_by_hand():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xcos_xai.apps.compare import CompareConfig, read_records, run_compare
@@ -131,3 +132,46 @@ def test_compare_under_torchrun_merges_to_the_one_process_table(lfw_root, tmp_pa
     pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing),
                                   check_exact=False, rtol=1e-6, atol=1e-8)
     assert "road_gap" in a.columns and a["road_gap"].notna().all()
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_runs_of_other_methods_merge_into_one_run_and_randomisation_is_redone(
+        lfw_root, tmp_path, one_thread):
+    from xcos_xai.apps.compare import merge_method_runs, redo_randomisation
+
+    common = dict(n_pairs=20, fold_heads=False, deletion_step=0.5, insertion_step=0.5,
+                  n_localisation=2, n_sensitivity=0, n_randomisation=2, n_examples=2,
+                  n_road=0, mprt_layers=2)
+    runs = {}
+    for name, methods in (("a", ["xcos", "random"]), ("b", ["random", "saliency"]),
+                          ("all", ["xcos", "random", "saliency"])):
+        runs[name], _ = run_compare(tmp_path / name, root=lfw_root,
+                                    config=CompareConfig(methods=methods, **common),
+                                    progress=False)
+    merged, _ = merge_method_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    timing = [c for c in merged.columns if "time" in c or c in ("cost_x_forward",)]
+    together = runs["all"].drop(columns=timing).set_index("method")
+    assert merged["method"].tolist() == ["xcos", "random", "saliency"]
+    pd.testing.assert_frame_equal(merged.drop(columns=timing).set_index("method"), together,
+                                  check_exact=False, atol=1e-6)
+    config, records = read_records(tmp_path / "merged")
+    assert config.methods == ["xcos", "random", "saliency"] and len(records) == 20
+    assert len(list((tmp_path / "merged").glob("example_*.png"))) == 2
+    # redoing the randomisation (dlib's layers re-initialised the same way) reproduces it
+    before = {r["i"]: r for r in records}
+    redo_randomisation(tmp_path / "merged", root=lfw_root, progress=False)
+    _, again = read_records(tmp_path / "merged")
+    redone = [(r, name) for r in again for name in r["methods"]
+              if "mprt_cascading" in r["methods"][name]]
+    assert len(redone) == 2 * 3
+    for r, name in redone:
+        old, new = before[r["i"]]["methods"][name], r["methods"][name]
+        for key in ("randomisation", "mprt_cascading", "mprt_independent"):
+            np.testing.assert_allclose(list(new[key].values()), list(old[key].values()),
+                                       atol=1e-6, err_msg=f"{name} {key}")
+    # runs of other settings, or of other pairs, are refused with the reason
+    run_compare(tmp_path / "c", root=lfw_root, progress=False,
+                config=CompareConfig(methods=["saliency"], **{**common, "deletion_step": 0.25}))
+    with pytest.raises(ValueError, match=r"other settings.*deletion_step"):
+        merge_method_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "bad")

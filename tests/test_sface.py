@@ -246,3 +246,39 @@ def test_local_split_is_exact_with_gradients_and_after_a_weight_change():
     assert model.pre_fc1.weight.grad is not None and grid.grad is not None
     expected = torch.autograd.grad(flat_head(grid).sum(), grid)[0]
     torch.testing.assert_close(grid.grad, expected)
+
+
+@pytest.mark.data
+def test_randomisation_keeps_the_signal_where_default_init_collapses_it(port, faces_bgr):
+    """MPRT on SFace: PyTorch's default re-initialisation (BatchNorm reset to the identity,
+    default conv init) shrinks the grid to a constant, so every randomised map would be noise;
+    the declared ``permute`` keeps each layer's weights' values (shuffled) and the grid's scale,
+    while still destroying what the model learned (the pairs' cosines change)."""
+    from xcos_xai.explainers.metrics import randomisation_init, randomised_copy
+    from xcos_xai.explainers.protocols import randomisable_layers
+
+    assert randomisation_init(port) == "permute"
+    layers = [n for n in randomisable_layers(torch.nn.ModuleDict({"head": torch.nn.Identity(),
+                                                                  "backbone": port}))]
+    names = [n.removeprefix("backbone.") for n in layers]
+    x = _input(port, faces_bgr[:4])
+    with torch.no_grad():
+        grid = port.forward_features(x)
+        emb = port(x)
+        collapsed = randomised_copy(port, names, seed=1, init="default")
+        kept = randomised_copy(port, names, seed=1)  # the declared "permute"
+        g_default, g_kept = collapsed.forward_features(x), kept.forward_features(x)
+        e_kept = kept(x)
+    print(f"grid std: trained {grid.std():.3g}, default re-init {g_default.std():.3g}, "
+          f"permuted {g_kept.std():.3g}")
+    assert g_default.std() < 1e-2 * grid.std()  # the collapse the declared init avoids
+    assert 0.3 * grid.std() < g_kept.std() < 30 * grid.std()
+    # the same multiset of values in every layer, in another order
+    for (n, p), q in zip(port.named_parameters(), kept.parameters()):
+        torch.testing.assert_close(p.flatten().sort().values, q.flatten().sort().values,
+                                   rtol=0, atol=0, msg=n)
+    assert not torch.equal(port.features[0][0].weight, kept.features[0][0].weight)
+    cos = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(emb, dim=1).T
+    cos_kept = (torch.nn.functional.normalize(e_kept, dim=1)
+                @ torch.nn.functional.normalize(e_kept, dim=1).T)
+    assert (cos - cos_kept).abs().max() > 0.05

@@ -126,9 +126,29 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--seed", type=int, default=d.seed)
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--merge", nargs="+", metavar="FOLDER", default=None,
+                       help="run nothing: merge finished runs of the same pairs and settings "
+                            "with different --methods into --out (one table of every method)")
+    again.add_argument("--redo-randomisation", action="store_true",
+                       help="run only the randomisation checks again, for every method of the "
+                            "finished run in --out (the layers re-initialised as the model now "
+                            "declares), and rewrite its records and table")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.merge or args.redo_randomisation:
+        from .apps.compare import merge_method_runs, redo_randomisation
+        from .core.device import resolve_device
+
+        if args.merge:
+            table, _ = merge_method_runs(args.merge, args.out)
+        else:
+            table, _ = redo_randomisation(args.out, root=args.lfw, images=args.images,
+                                          device=resolve_device(args.device))
+        print(to_markdown(table))
+        print(f"results in {args.out}")
+        return 0
     config = CompareConfig(
         n_pairs=args.pairs, bundle=bundle_name(args.model),
         methods=[m.strip() for m in args.methods.split(",") if m.strip()],

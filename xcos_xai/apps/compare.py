@@ -52,13 +52,15 @@ from ..data.aligners import lfw_aligner_for
 from ..data.lfw import LFW
 from ..evaluation.faithfulness import (  # noqa: F401  (COLUMNS, to_markdown: this run's table)
     COLUMNS,
+    RANDOMISATION_KEYS,
     REGIONS,
     CompareConfig,
     measure_pair,
+    randomisation_measures,
     summarize,
     to_markdown,
 )
-from ..evaluation.field_protocols import in_road_subset
+from ..evaluation.field_protocols import in_road_subset, reseed_for_pair
 from ..explainers import create_explainer, explainer_class, list_explainers
 from ..explainers.metrics import randomised_copy, stage_module_names
 from ..pretrained import bundle_input_spec, load_pretrained
@@ -391,3 +393,120 @@ def summarize_records(out: str | Path, dest: str | Path | None = None,
     write_outputs(Path(dest or out), table, curves, config,
                   extra={"partial": len(records) < config.n_pairs})
     return table, curves
+
+
+# --------------------------------------------------------------------------- runs of runs
+
+
+def _write_records(out: Path, config: CompareConfig, records: list[dict]) -> None:
+    """``records.jsonl`` of ``config`` and ``records``, written atomically."""
+    lines = [json.dumps(config.stamp(), sort_keys=True)] + [json.dumps(r) for r in records]
+    with atomic_path(Path(out) / RecordStore.FILE) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: float = 1e-5
+                      ) -> tuple[pd.DataFrame, dict]:
+    """One run of every method from runs of the same pairs and settings with different
+    methods (e.g. the expensive methods run later, or on another machine).
+
+    The runs' configurations must be equal but for ``methods`` and hold the same pairs; a
+    method in several runs must have measured the same curves (to ``tolerance``: a check that
+    the runs saw the same faces, heads and seeds), and the first run's measures are kept.
+    ``dest`` gets the merged ``records.jsonl`` (methods in the runs' order) and every output
+    of :func:`write_outputs`.
+    """
+    if len(folders) < 2:
+        raise ValueError("merge needs two or more comparison folders")
+    runs = [read_records(f) for f in folders]
+    base_config, base = runs[0]
+    pairs = {r["i"]: r for r in base}
+    methods = list(base_config.methods)
+
+    def without_methods(c: CompareConfig) -> dict:
+        return {k: v for k, v in c.stamp().items() if k != "methods"}
+
+    for folder, (config, records) in zip(folders[1:], runs[1:]):
+        differ = {k for k, v in without_methods(config).items()
+                  if without_methods(base_config).get(k) != v}
+        if differ:
+            raise ValueError(f"{folder} ran other settings than {folders[0]} ({sorted(differ)}):"
+                             " only runs that differ in their methods can be merged")
+        if {r["i"] for r in records} != set(pairs):
+            raise ValueError(f"{folder} holds other pairs than {folders[0]}: finish both runs "
+                             "(same --pairs and --seed) before merging")
+        for r in records:
+            mine = pairs[r["i"]]
+            if (r["pair_id"], r["path_a"], r["path_b"]) != (mine["pair_id"], mine["path_a"],
+                                                            mine["path_b"]):
+                raise ValueError(f"pair {r['i']} differs between {folders[0]} and {folder}")
+            for name, m in r["methods"].items():
+                if name in mine["methods"]:
+                    gap = max(np.abs(np.subtract(m[k], mine["methods"][name][k])).max()
+                              for k in ("deletion", "insertion"))
+                    if gap > tolerance:
+                        raise ValueError(
+                            f"{name} measured differently in {folders[0]} and {folder} on pair "
+                            f"{r['i']} (curves differ by {gap:.2g}): not the same faces, heads "
+                            "or seeds, so the runs cannot be merged")
+                    continue
+                mine["methods"][name] = m
+                if name in r.get("example_maps", {}):
+                    mine.setdefault("example_maps", {})[name] = r["example_maps"][name]
+        methods += [m for m in config.methods if m not in methods]
+    config = CompareConfig(**{**asdict(base_config), "methods": methods})
+    merged = [pairs[i] for i in sorted(pairs)]
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    _write_records(dest, config, merged)
+    return _write_all(dest, merged, config, {"merged_from": [str(f) for f in folders]})
+
+
+def _write_all(out: Path, records: list[dict], config: CompareConfig, extra: dict,
+               root=None, images=None) -> tuple[pd.DataFrame, dict]:
+    table, curves = summarize(records, config)
+    write_outputs(out, table, curves, config, extra=extra)
+    if any("example_maps" in r for r in records):
+        lfw = LFW(root, images=images)
+        aligner = lfw_aligner_for(bundle_input_spec(config.bundle))
+        shown = [r for r in records if "example_maps" in r]
+        paths = sorted({p for r in shown for p in (r["path_a"], r["path_b"])})
+        faces = dict(zip(paths, aligner.align_many([lfw.image_root / p for p in paths],
+                                                   progress=False)))
+        save_example_maps(records, {r["i"]: (faces[r["path_a"]].chip, faces[r["path_b"]].chip)
+                                    for r in shown}, out)
+    return table, curves
+
+
+def redo_randomisation(out: str | Path, root=None, images=None, device: str = "cpu",
+                       progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Measure the randomisation checks of a finished run again, for every method on the
+    run's randomisation pairs, and rewrite its records and outputs.
+
+    For runs whose randomised models were made another way than the models now declare
+    (:func:`~xcos_xai.explainers.metrics.randomisation_init`, e.g. SFace runs made before it
+    declared ``"permute"``): nothing else of the records changes.
+    """
+    out = Path(out)
+    config, records = read_records(out)
+    if len(records) < config.n_pairs:
+        raise ValueError(f"{out} holds {len(records)} of {config.n_pairs} pairs: finish the run "
+                         "(run the same compare command again) first")
+    lfw = LFW(root, images=images)
+    pairs = select_pairs(lfw.pairs_frame(), config.n_pairs, config.seed)
+    jobs = [j for j in build_jobs(lfw, pairs, config, progress=progress) if j["randomisation"]]
+    by_index = {r["i"]: r for r in records}
+    _init_worker(config, device)
+    for job in tqdm(jobs, desc="randomisation", unit="pair", disable=not progress):
+        model, explainers = _models(job["fold"])
+        x_a, x_b = _to_input(model, job["chip_a"]), _to_input(model, job["chip_b"])
+        for name, explainer in explainers.items():
+            reseed_for_pair(explainer, job["i"], config.seed)
+            r = explainer.attribute(x_a, x_b, target=config.target)
+            m = by_index[job["i"]]["methods"][name]
+            for key in RANDOMISATION_KEYS:
+                m.pop(key, None)
+            m.update(randomisation_measures(model, name, r, x_a, x_b, config,
+                                            _randomised_models))
+    _write_records(out, config, records)
+    return _write_all(out, records, config, {"randomisation_redone": len(jobs)}, root, images)

@@ -64,8 +64,9 @@ from .field_protocols import (
     road_measures,
 )
 
-__all__ = ["COLUMNS", "REGIONS", "CompareConfig", "decision_threshold", "face_a_replacement",
-           "measure_pair", "replacement_curves", "summarize", "to_markdown"]
+__all__ = ["COLUMNS", "RANDOMISATION_KEYS", "REGIONS", "CompareConfig", "decision_threshold",
+           "face_a_replacement", "measure_pair", "randomisation_measures", "replacement_curves",
+           "summarize", "to_markdown"]
 
 REGIONS = ("eyes", "nose", "mouth")
 
@@ -241,32 +242,46 @@ def measure_pair(model, explainers: dict, x_a: torch.Tensor, x_b: torch.Tensor, 
             m["sensitivity"] = float(sensitivity(
                 explainer, x_a, x_b, target, radius=config.sensitivity_radius,
                 n_samples=config.sensitivity_samples, seed=config.seed)[0])
-        if randomised_models is not None:
-            ref = torch.cat([_unit_map(r.map_a, config.unit).flatten(),
-                             _unit_map(r.map_b, config.unit).flatten()])
-            m["randomisation"] = {}
-            for stage, rmodel in randomised_models():
-                kwargs = config.method_kwargs(name)
-                if explainer_class(name).control and "seed" in kwargs:
-                    kwargs["seed"] = config.seed + 1000  # fresh draws: a floor is model-free
-                other = create_explainer(name, rmodel, **kwargs)
-                rr = other.attribute(x_a, x_b, target=target)
-                new = torch.cat([_unit_map(rr.map_a, config.unit).flatten(),
-                                 _unit_map(rr.map_b, config.unit).flatten()])
-                m["randomisation"][stage] = rank_correlation(ref, new)
         m["passes"] = explainer.pass_count(target)
         if road:
             m.update(road_measures(score_fn, x_a, r.map_a[0], same, config))
-        if randomised_models is not None and config.mprt_layers:
-            kwargs = config.method_kwargs(name)
-            if explainer_class(name).control and "seed" in kwargs:
-                kwargs["seed"] = config.seed + 1000  # fresh draws, as above
-            m.update(mprt_measures(model, lambda mm, n=name, kw=kwargs: create_explainer(
-                n, mm, **kw), x_a, x_b, target, config))
+        if randomised_models is not None:
+            m.update(randomisation_measures(model, name, r, x_a, x_b, config,
+                                            randomised_models))
         record["methods"][name] = m
     if examples:
         record["example_maps"] = {k: [a.tolist(), b.tolist()] for k, (a, b) in examples.items()}
     return record
+
+
+RANDOMISATION_KEYS = ("randomisation", "mprt_cascading", "mprt_independent")
+
+
+def randomisation_measures(model, name: str, attribution, x_a: torch.Tensor,
+                           x_b: torch.Tensor, config: CompareConfig,
+                           randomised_models: Callable[[], list]) -> dict:
+    """The randomisation checks of method ``name`` on one pair (the keys of
+    :data:`RANDOMISATION_KEYS`): the rank correlation of its map (``attribution``, on
+    ``model``) with its map on each stage's randomised copy (``randomised_models()``), and the
+    cascading and independent layer randomisation (MPRT, when ``config.mprt_layers``). Layers
+    are re-initialised the way the model declares
+    (:func:`~xcos_xai.explainers.metrics.randomisation_init`)."""
+    target = config.target
+    kwargs = config.method_kwargs(name)
+    if explainer_class(name).control and "seed" in kwargs:
+        kwargs["seed"] = config.seed + 1000  # fresh draws: a floor is model-free
+    ref = torch.cat([_unit_map(attribution.map_a, config.unit).flatten(),
+                     _unit_map(attribution.map_b, config.unit).flatten()])
+    out = {"randomisation": {}}
+    for stage, rmodel in randomised_models():
+        rr = create_explainer(name, rmodel, **kwargs).attribute(x_a, x_b, target=target)
+        new = torch.cat([_unit_map(rr.map_a, config.unit).flatten(),
+                         _unit_map(rr.map_b, config.unit).flatten()])
+        out["randomisation"][stage] = rank_correlation(ref, new)
+    if config.mprt_layers:
+        out.update(mprt_measures(model, lambda mm: create_explainer(name, mm, **kwargs),
+                                 x_a, x_b, target, config))
+    return out
 
 
 # --------------------------------------------------------------------------- the table

@@ -387,18 +387,67 @@ def randomisation_stages(model) -> list[tuple[str, list]]:
             ("all", head + backbone)]
 
 
-def randomised_copy(model, modules_to_reset_names: list[str], seed: int = 0):
-    """A deep copy of ``model`` with the named submodules' parameters re-initialised.
+REINIT_MODES = ("default", "permute")
 
-    Buffers (e.g. dlib's frozen affine, BatchNorm statistics) are kept; a head whose adapter
-    has BatchNorm keeps its running statistics.
+
+def randomisation_init(model) -> str:
+    """How randomisation checks re-initialise ``model``'s layers: what its backbone declares
+    (``randomisation_init``), else ``"default"``.
+
+    ``"default"`` is each module's own ``reset_parameters`` (as Captum and Quantus do).
+    ``"permute"`` shuffles the values of each of the module's own parameter tensors: the
+    learned weights are destroyed while each layer keeps its weight distribution, and so the
+    scale of the signal it passes on. Networks whose BatchNorm is reset to the identity and
+    whose convolutions get PyTorch's default initialisation can shrink the signal by about 3x
+    a layer: SFace's randomised grid falls from std 0.079 to 5e-5 and every pair scores 1.0, so
+    every map of the randomised model is noise and the check measures nothing. SFace declares
+    ``"permute"``; dlib's network keeps ``"default"``.
     """
+    backbone = getattr(model, "backbone", model)
+    how = getattr(backbone, "randomisation_init", "default")
+    if how not in REINIT_MODES:
+        raise ValueError(f"{type(backbone).__name__}.randomisation_init is {how!r}: "
+                         f"choose one of {REINIT_MODES}")
+    return how
+
+
+@torch.no_grad()
+def reinitialise(module: torch.nn.Module, how: str = "default") -> None:
+    """Re-initialise ``module``'s own parameters in place, drawing from torch's generator
+    (wrap in :func:`~xcos_xai.core.rng.seeded`); ``how``: see :func:`randomisation_init`.
+
+    Example:
+        >>> lin = torch.nn.Linear(3, 2)
+        >>> before = sorted(lin.weight.flatten().tolist())
+        >>> reinitialise(lin, "permute")
+        >>> sorted(lin.weight.flatten().tolist()) == before  # the same values, shuffled
+        True
+    """
+    if how == "default":
+        module.reset_parameters()
+    elif how == "permute":
+        for p in module.parameters(recurse=False):
+            flat = p.detach().flatten()
+            p.copy_(flat[torch.randperm(flat.numel(), device=flat.device)].view_as(p))
+    else:
+        raise ValueError(f"unknown re-initialisation {how!r}: choose one of {REINIT_MODES}")
+
+
+def randomised_copy(model, modules_to_reset_names: list[str], seed: int = 0,
+                    init: str | None = None):
+    """A deep copy of ``model`` with the named submodules' parameters re-initialised
+    (``init``: ``"default"`` or ``"permute"``; ``None``: :func:`randomisation_init`).
+
+    With ``"default"``, buffers (e.g. dlib's frozen affine) are kept and BatchNorm's
+    ``reset_parameters`` also resets its running statistics; ``"permute"`` keeps every buffer.
+    """
+    how = randomisation_init(model) if init is None else init
     clone = copy.deepcopy(model)
     param = next(clone.parameters(), None)
     with seeded(seed, param.device if param is not None else None):
         named = dict(clone.named_modules())
         for name in modules_to_reset_names:
-            named[name].reset_parameters()
+            reinitialise(named[name], how)
     return clone.eval()
 
 

@@ -34,8 +34,10 @@ from .base import replacement_baseline
 from .metrics import (
     curve_auc,
     fraction_counts,
+    randomisation_init,
     rank_correlation,
     rank_units,
+    reinitialise,
     replacement_error_rates,
     unit_masks,
     unit_values,
@@ -277,8 +279,8 @@ def randomisable_layers(model) -> list[str]:
 
 def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor],
                         layers: Sequence[str] | None = None, mode: str = "cascading",
-                        seed: int = 0, measure_at: Sequence[str] | None = None
-                        ) -> list[tuple[str, float]]:
+                        seed: int = 0, measure_at: Sequence[str] | None = None,
+                        init: str | None = None) -> list[tuple[str, float]]:
     """MPRT: the Spearman correlation of the map with the map after re-initialising layers.
 
     Args:
@@ -292,6 +294,9 @@ def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor
         measure_at: explain only after these layers (default: after every one). Cascading
             still re-initialises every layer of ``layers`` on the way down, so a map
             measured at a low layer comes from a model whose layers above are all random.
+        init: ``"default"`` (each layer's ``reset_parameters``) or ``"permute"`` (each
+            parameter tensor's values shuffled, keeping the layer's scale); ``None``: what the
+            model declares (:func:`~xcos_xai.explainers.metrics.randomisation_init`).
 
     Returns:
         ``[(layer, rank correlation), ...]`` in the order of ``layers``; a map that keeps a
@@ -306,6 +311,7 @@ def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor
     unknown = [n for n in [*layers, *measure] if n not in named]
     if unknown:
         raise ValueError(f"unknown layer(s) {unknown}: use names from randomisable_layers()")
+    how = randomisation_init(model) if init is None else init
     reference = explain(model).detach()
     device = next(model.parameters()).device
     results = []
@@ -316,7 +322,7 @@ def layer_randomisation(model, explain: Callable[[torch.nn.Module], torch.Tensor
         if mode == "independent":
             clone = copy.deepcopy(model)
         with seeded(seed + k, device):  # the caller's random state is left alone
-            dict(clone.named_modules())[name].reset_parameters()
+            reinitialise(dict(clone.named_modules())[name], how)
         if name in measure:
             results.append((name, rank_correlation(reference, explain(clone.eval()).detach())))
     return results

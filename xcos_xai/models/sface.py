@@ -267,6 +267,10 @@ class SFace(nn.Module):
 
     embedding_dim = 128
     cosine_threshold = 0.363
+    #: randomisation checks shuffle each layer's weights instead of PyTorch's default
+    #: re-initialisation, which shrinks this network's signal to a constant (see
+    #: :func:`xcos_xai.explainers.metrics.randomisation_init`)
+    randomisation_init = "permute"
 
     def __init__(self, grid: str = "7x7", weights: str | Path | SFaceFile | None = None):
         super().__init__()
