@@ -72,8 +72,6 @@ def occluded_grids(paths, root, threads: int = 1, cells: int | None = None,
     backbone on the faces of its aligner."""
     from xcos_xai.data.align import faces_to_tensor
     from xcos_xai.data.aligners import lfw_aligner_for
-    from xcos_xai.explainers.base import replacement_baseline
-    from xcos_xai.explainers.occlusion import cell_mask
     from xcos_xai.pretrained import load_pretrained
 
     torch.set_num_threads(threads)
@@ -81,20 +79,30 @@ def occluded_grids(paths, root, threads: int = 1, cells: int | None = None,
     backbone = model.backbone
     aligner = lfw_aligner_for(backbone)
     faces = aligner.align_many([root / p for p in paths], workers=1, progress=True)
+    xs = (model.input_spec.normalize(faces_to_tensor([face])) for face in faces)
+    return grids_with_occlusions(backbone, xs, len(faces), cells)
+
+
+@torch.no_grad()
+def grids_with_occlusions(backbone, inputs, n: int, cells: int | None = None):
+    """``(N, D, h, w)`` grids of the normalised faces ``inputs`` (``(1, 3, H, W)`` each) and
+    ``(N, c*c, D, h, w)`` grids with one of ``c x c`` blocks blurred (default: the cells)."""
+    from xcos_xai.explainers.base import replacement_baseline
+    from xcos_xai.explainers.occlusion import cell_mask
+
     grids, occluded = [], []
     start = time.perf_counter()
-    for n, face in enumerate(faces):
-        x = model.input_spec.normalize(faces_to_tensor([face]))
+    for k, x in enumerate(inputs):
         base = replacement_baseline(x, "blur")
         gh, gw = (cells, cells) if cells else backbone.grid_size
         ids = cell_mask(tuple(x.shape[-2:]), (gh, gw))[0]  # (1, H, W)
-        masks = torch.stack([(ids == k).float() for k in range(gh * gw)])  # (16, 1, H, W)
+        masks = torch.stack([(ids == j).float() for j in range(gh * gw)])  # (c*c, 1, H, W)
         variants = torch.cat([x, x * (1 - masks) + base * masks])
         g = backbone.forward_features(variants)
         grids.append(g[0].half())
         occluded.append(g[1:].half())
-        if n % 100 == 0:
-            print(f"{n}/{len(faces)} images, {time.perf_counter() - start:.0f} s", flush=True)
+        if k % 100 == 0:
+            print(f"{k}/{n} images, {time.perf_counter() - start:.0f} s", flush=True)
     return torch.stack(grids), torch.stack(occluded)
 
 
@@ -122,6 +130,73 @@ def stage_occlusion(args) -> Path:
          "pair_same": torch.tensor(pairs["same"].to_numpy()),
          "pair_id": torch.tensor(pairs["pair_id"].to_numpy())},
         path, metadata={"paths": json.dumps(paths)})
+    print(f"wrote {path}")
+    return path
+
+
+def training_hybrids(pairs, seed: int = 0):
+    """The localisation game on the training pairs: for each genuine pair, face B with one
+    facial region (eyes, nose, mouth: each in turn) taken from a face of another person of
+    the same fold (as ``xcos-xai compare`` makes its held-out hybrids).
+
+    Returns ``[(pair row, donor path, region), ...]``.
+    """
+    from xcos_xai.evaluation.faithfulness import REGIONS
+
+    rng = np.random.default_rng(seed + 29)
+    out = []
+    for i, row in pairs.iterrows():
+        if not row["same"]:
+            continue
+        donors = sorted(set(pairs[(pairs["fold"] == row["fold"]) & ~pairs["same"]
+                                  & (pairs["name_b"] != row["name_a"])]["path_b"]))
+        for region in REGIONS:
+            out.append((int(i), donors[int(rng.integers(len(donors)))], region))
+    return out
+
+
+def stage_hybrids(args, occ_path: Path) -> Path:
+    """Grids of the training hybrids (and with each cell, or ``args.cells`` block, blurred),
+    cached like the occlusion stage; their face A is an image of ``occ_path``."""
+    from safetensors import safe_open
+
+    from xcos_xai.data.align import faces_to_tensor
+    from xcos_xai.data.aligners import lfw_aligner_for
+    from xcos_xai.data.lfw import LFW
+    from xcos_xai.explainers.metrics import facial_region_mask, make_hybrid
+    from xcos_xai.pretrained import load_pretrained
+
+    lfw = LFW()
+    pairs = training_pairs(lfw.pairs_frame(), args.per_fold, args.seed)
+    hybrids = training_hybrids(pairs, args.seed)
+    with safe_open(str(occ_path), framework="pt") as fh:
+        cached = json.loads(fh.metadata()["paths"])
+    parts = ["hybrids", occ_path.name, [(i, d, r) for i, d, r in hybrids]]
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+    path = cache_dir() / "xcos_maps" / f"hybrids_{key}.safetensors"
+    if path.exists():
+        print(f"cached: {path}")
+        return path
+    torch.set_num_threads(args.threads)
+    model = load_pretrained(bundle_name(args.model))
+    aligner = lfw_aligner_for(model.backbone)
+    paths = sorted({pairs.loc[i, "path_b"] for i, _, _ in hybrids} | {d for _, d, _ in hybrids})
+    chips = dict(zip(paths, (f.chip for f in aligner.align_many(
+        [lfw.image_root / p for p in paths], workers=1, progress=True))))
+    normalise = lambda p: model.input_spec.normalize(faces_to_tensor([chips[p]]))  # noqa: E731
+    size = tuple(normalise(paths[0]).shape[-2:])
+    inputs = (make_hybrid(normalise(pairs.loc[i, "path_b"]), normalise(d),
+                          facial_region_mask(r, size)) for i, d, r in hybrids)
+    grids, occluded = grids_with_occlusions(model.backbone, inputs, len(hybrids), args.cells)
+    regions = sorted({r for _, _, r in hybrids})
+    atomic_save_safetensors(
+        {"grids": grids, "occluded": occluded,
+         "pair_a": torch.tensor([cached.index(pairs.loc[i, "path_a"]) for i, _, _ in hybrids]),
+         "pair_fold": torch.tensor([int(pairs.loc[i, "fold"]) for i, _, _ in hybrids]),
+         "region": torch.tensor([regions.index(r) for _, _, r in hybrids])},
+        path, metadata={"regions": json.dumps(regions),
+                        "hybrids": json.dumps([(int(pairs.loc[i, "pair_id"]), d, r)
+                                               for i, d, r in hybrids])})
     print(f"wrote {path}")
     return path
 
@@ -248,10 +323,28 @@ def _load_occlusion(path: Path) -> dict:
     return t
 
 
+def region_cells(region: str, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """``(h*w,)`` booleans: the cells at least half inside a facial region of the chip."""
+    from xcos_xai.explainers.metrics import facial_region_mask
+    from xcos_xai.explainers.occlusion import cell_mask
+
+    mask = facial_region_mask(region, size).float().flatten()
+    ids = cell_mask(size, grid)[0].flatten()
+    cover = torch.zeros(grid[0] * grid[1]).index_add_(0, ids, mask)
+    return cover / torch.bincount(ids, minlength=len(cover)) >= 0.5
+
+
+def _pointing(pred: torch.Tensor, inside: torch.Tensor) -> float:
+    """Share of rows whose lowest value is in a cell of their region (``inside`` rows)."""
+    return float(inside[torch.arange(len(pred)), pred.argmin(1)].float().mean())
+
+
 def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
                   fine_path: Path | None = None, model_name: str = "dlib",
                   ridges: tuple[float, ...] = RIDGES,
-                  command: str = "python training/build_xcos_maps.py") -> Path:
+                  command: str = "python training/build_xcos_maps.py",
+                  hybrid_path: Path | None = None,
+                  fine_hybrid_path: Path | None = None) -> Path:
     from safetensors.torch import load_file
 
     from xcos_xai.apps.lfw_benchmark import lfw_features
@@ -275,6 +368,45 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
     tensors, report = {}, {"occlusion_pairs": int(len(pa)), "ridges": {}, "held_out": {}}
     rows, fine_rows = [], []
     fine = _load_occlusion(fine_path) if fine_path is not None else None
+    n_nat = len(pa)
+    all_grids, all_occluded, all_pa, all_pb, all_fold = grids, occluded, pa, pb, pfold
+    if hybrid_path is not None:  # the training hybrids' face B grids come after the images
+        from safetensors import safe_open
+
+        hyb = load_file(str(hybrid_path))
+        with safe_open(str(hybrid_path), framework="pt") as fh:
+            regions = json.loads(fh.metadata()["regions"])
+        size = tuple(load_pretrained(name).input_spec.size)
+        inside_by_region = torch.stack([region_cells(r, size, tuple(grids.shape[-2:]))
+                                        for r in regions])
+        hyb_inside = inside_by_region[hyb["region"]]  # (H, h*w)
+        all_grids = torch.cat([grids, hyb["grids"]])
+        all_occluded = torch.cat([occluded, hyb["occluded"]])
+        all_pa = torch.cat([pa, hyb["pair_a"]])
+        all_pb = torch.cat([pb, len(grids) + torch.arange(len(hyb["grids"]))])
+        all_fold = np.concatenate([pfold, hyb["pair_fold"].numpy()])
+        report["hybrid_pairs"] = int(len(hyb["grids"]))
+    n_all = len(all_pa)
+    natural2 = np.concatenate([np.arange(n_all) < n_nat] * 2)
+    hybrid_b = np.concatenate([np.zeros(n_all, bool), np.arange(n_all) >= n_nat])
+    hyb_rows, fine_hyb_rows = [], []
+    if fine is not None:
+        f_grids, f_occ, f_pa, f_pb = (fine["grids"], fine["occluded"], fine["pair_a"],
+                                      fine["pair_b"])
+        f_fold, fn_nat = fine["pair_fold"], len(fine["pair_a"])
+        if fine_hybrid_path is not None:
+            fh = load_file(str(fine_hybrid_path))
+            c = int(round(fh["occluded"].shape[1] ** 0.5))
+            size = tuple(load_pretrained(name).input_spec.size)
+            f_inside = torch.stack([region_cells(r, size, (c, c)) for r in regions])[
+                fh["region"]]
+            f_grids, f_occ = torch.cat([f_grids, fh["grids"]]), torch.cat([f_occ, fh["occluded"]])
+            f_pa = torch.cat([f_pa, fh["pair_a"]])
+            f_pb = torch.cat([f_pb, len(fine["grids"]) + torch.arange(len(fh["grids"]))])
+            f_fold = np.concatenate([f_fold, fh["pair_fold"].numpy()])
+        fn_all = len(f_pa)
+        f_natural2 = np.concatenate([np.arange(fn_all) < fn_nat] * 2)
+        f_hybrid_b = np.concatenate([np.zeros(fn_all, bool), np.arange(fn_all) >= fn_nat])
     for fold in [None, *range(10)]:
         model = load_pretrained(name, fold=fold)
         images = np.ones(len(index.image_fold), bool) if fold is None else index.image_fold != fold
@@ -293,8 +425,8 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
             idx = torch.from_numpy(s)
             shift += (occluded[idx].float() - grids[idx].float()[:, None]).sum(0)
         stats = MapStats(cos_sum / len(imp), local_ref, shift / img.sum())
-        x, y, maps = pair_table(model, stats, grids, occluded, pa, pb)
-        folds2 = np.concatenate([pfold, pfold])
+        x, y, maps = pair_table(model, stats, all_grids, all_occluded, all_pa, all_pb)
+        folds2 = np.concatenate([all_fold, all_fold])
         train = folds2 != fold if fold is not None else np.ones(len(folds2), bool)
         ridge = choose_ridge(x[train], y[train], folds2[train], grid_size, ridges)
         stats.amortiser = AmortisedOcclusion.fit(x[train], y[train], grid_size, ridge)
@@ -305,17 +437,28 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
             idx = torch.from_numpy(np.flatnonzero(f_img))
             stats.fine_shift = (fine["occluded"][idx].float()
                                 - fine["grids"][idx].float()[:, None]).mean(0)
-            fx, fy, coarse = fine_table(model, stats, fine["grids"], fine["occluded"],
-                                        fine["pair_a"], fine["pair_b"])
-            ffold = np.concatenate([fine["pair_fold"], fine["pair_fold"]])
+            fx, fy, coarse = fine_table(model, stats, f_grids, f_occ, f_pa, f_pb)
+            ffold = np.concatenate([f_fold, f_fold])
             ftrain = ffold != fold if fold is not None else np.ones(len(ffold), bool)
             c = int(round(fy.shape[1] ** 0.5))
             fridge = choose_ridge(fx[ftrain], fy[ftrain], ffold[ftrain], (c, c), ridges)
             stats.fine_amortiser = AmortisedOcclusion.fit(fx[ftrain], fy[ftrain], (c, c),
                                                           fridge)
             report["ridges"][f"fine{fold}"] = fridge
+            if fold is not None and fine_hybrid_path is not None:
+                hb = np.flatnonzero((ffold == fold) & f_hybrid_b)
+                inside = f_inside[hb - fn_all - fn_nat]
+                te = torch.from_numpy(hb)
+                n_cells = fx.shape[1] - fy.shape[1]
+                fine_hyb_rows.append({
+                    "fold": fold,
+                    "amortised_fine": _pointing(stats.fine_amortiser(fx[te]).flatten(1), inside),
+                    "block occlusion (measured)": _pointing(fy[te], inside),
+                    "amortised_cells_on_blocks": _pointing(coarse[te], inside),
+                    "fine_shift": _pointing(fx[te][:, n_cells:], inside)})
+                print("hybrid pointing, blocks", fine_hyb_rows[-1], flush=True)
             if fold is not None:
-                te = torch.from_numpy(ffold == fold)
+                te = torch.from_numpy((ffold == fold) & f_natural2)
                 n_cells = fx.shape[1] - fy.shape[1]  # the fine shift drops come last
                 fine_rows.append({
                     "fold": fold,
@@ -326,14 +469,34 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
                 print(fine_rows[-1], flush=True)
         tensors["" if fold is None else f"fold{fold}."] = stats
         if fold is not None:  # held-out agreement of every map with the measured occlusion
-            te = torch.from_numpy(folds2 == fold)
+            te = torch.from_numpy((folds2 == fold) & natural2)
             pred = stats.amortiser(x[te]).flatten(1)
             row = {"fold": fold, "amortised": _spearman_rows(pred, y[te]).mean().item()}
             for key, m in maps.items():
                 row[key] = _spearman_rows(m[te], y[te]).mean().item()
             rows.append(row)
             print(row, flush=True)
+            if hybrid_path is not None:  # the held-out hybrids: is B's lowest cell swapped?
+                hb = np.flatnonzero((folds2 == fold) & hybrid_b)
+                inside = hyb_inside[hb - n_all - n_nat]
+                te = torch.from_numpy(hb)
+                hrow = {"fold": fold, "amortised": _pointing(stats.amortiser(x[te]).flatten(1),
+                                                             inside),
+                        "occlusion (measured)": _pointing(y[te], inside)}
+                for key, m in maps.items():
+                    hrow[key] = _pointing(m[te], inside)
+                hyb_rows.append(hrow)
+                print("hybrid pointing", hrow, flush=True)
     report["held_out"] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "fold"}
+    if hyb_rows:
+        report["held_out_hybrid_pointing"] = {k: float(np.mean([r[k] for r in hyb_rows]))
+                                              for k in hyb_rows[0] if k != "fold"}
+        print(json.dumps(report["held_out_hybrid_pointing"], indent=1))
+    if fine_hyb_rows:
+        report["held_out_hybrid_pointing_blocks"] = {
+            k: float(np.mean([r[k] for r in fine_hyb_rows])) for k in fine_hyb_rows[0]
+            if k != "fold"}
+        print(json.dumps(report["held_out_hybrid_pointing_blocks"], indent=1))
     if fine_rows:
         report["held_out_fine_blocks"] = {k: float(np.mean([r[k] for r in fine_rows]))
                                           for k in fine_rows[0] if k != "fold"}
@@ -398,8 +561,27 @@ def write_report(maps_path: Path, out: Path = RESULTS, per_fold: int = 100,
                   "|---|---:|"]
         for k, v in sorted(rep["held_out_fine_blocks"].items(), key=lambda kv: -kv[1]):
             lines.append(f"| {LABELS.get(k, k)} | {v:.3f} |")
+    if "held_out_hybrid_pointing" in rep:
+        lines += ["", "## The localisation game on held-out training hybrids", "",
+                  f"{rep['hybrid_pairs']} hybrids of the training folds' genuine pairs (face B "
+                  "with the eyes, nose or mouth of another person of the same fold, as "
+                  "`xcos-xai compare` makes them); the amortiser was fitted on the natural "
+                  "pairs and the hybrids of the other 9 folds. Pointing game: share of "
+                  "held-out hybrids whose most opposing cell of face B (lowest value; for "
+                  "measured occlusion, the cell whose occlusion raises the score most) lies "
+                  "in the swapped region.", "",
+                  "| map | pointing game |", "|---|---:|"]
+        lines += [f"| {LABELS.get(k, k)} | {v:.3f} |" for k, v in
+                  sorted(rep["held_out_hybrid_pointing"].items(), key=lambda kv: -kv[1])]
+    if "held_out_hybrid_pointing_blocks" in rep:
+        lines += ["", f"The same over {stats.fine}x{stats.fine} blocks:", "",
+                  "| map | pointing game |", "|---|---:|"]
+        lines += [f"| {LABELS.get(k, k)} | {v:.3f} |" for k, v in
+                  sorted(rep["held_out_hybrid_pointing_blocks"].items(), key=lambda kv: -kv[1])]
     lines += ["", f"Ridge penalties chosen by leave-one-fold-out inside the training folds: "
               f"{rep['ridges']}."]
+    if "command" in meta:
+        lines += ["", f"Built with `{meta['command']}`."]
     out.mkdir(parents=True, exist_ok=True)
     path = out / "held_out_agreement.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -460,6 +642,10 @@ def main(argv=None):
                         help="ridge penalties tried by leave-one-fold-out (comma-separated)")
     parser.add_argument("--model", default="dlib", choices=["dlib", "sface"],
                         help="whose bundle gets the statistics (dlib-xcos, sface-xcos)")
+    parser.add_argument("--hybrids", action="store_true",
+                        help="also fit the amortiser on the training pairs' hybrids (face B "
+                             "with eyes, nose or mouth of another person), as the localisation "
+                             "game makes them")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
     from xcos_xai.pretrained import _bundle_path
@@ -484,8 +670,14 @@ def main(argv=None):
         ridges = tuple(float(r) for r in args.ridges.split(","))
         command = " ".join(["python training/build_xcos_maps.py",
                             *(sys.argv[1:] if argv is None else argv)])
+        hybrids = fine_hybrids = None
+        if args.hybrids:
+            hybrids = stage_hybrids(args, occ)
+            if fine is not None:
+                fine_hybrids = stage_hybrids(argparse.Namespace(**{
+                    **vars(args), "cells": args.fine_cells, "per_fold": args.fine_per_fold}), fine)
         write_report(fit_and_write(occ, Path(args.out), args.threads, fine, args.model, ridges,
-                                   command), **report)
+                                   command, hybrids, fine_hybrids), **report)
 
 
 if __name__ == "__main__":
