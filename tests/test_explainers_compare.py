@@ -175,3 +175,22 @@ def test_runs_of_other_methods_merge_into_one_run_and_randomisation_is_redone(
                 config=CompareConfig(methods=["saliency"], **{**common, "deletion_step": 0.25}))
     with pytest.raises(ValueError, match=r"other settings.*deletion_step"):
         merge_method_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "bad")
+    # a method measured again (e.g. after its statistics were re-fitted) replaces the old one
+    # only when named; otherwise the disagreement is refused
+    again_dir = tmp_path / "a_again"
+    again_dir.mkdir()
+    lines = (tmp_path / "a" / "records.jsonl").read_text().splitlines()
+    first = json.loads(lines[1])
+    first["methods"]["xcos"]["deletion"] = [v + 0.1 for v in first["methods"]["xcos"]["deletion"]]
+    (again_dir / "records.jsonl").write_text("\n".join([lines[0], json.dumps(first), *lines[2:]])
+                                             + "\n")
+    with pytest.raises(ValueError, match=r"xcos measured differently"):
+        merge_method_runs([tmp_path / "a", again_dir], tmp_path / "bad2")
+    with pytest.raises(ValueError, match=r"replace names \['saliency'\]"):
+        merge_method_runs([tmp_path / "a", again_dir], tmp_path / "bad3", replace=("saliency",))
+    merge_method_runs([tmp_path / "a", again_dir], tmp_path / "replaced", replace=("xcos",))
+    _, replaced = read_records(tmp_path / "replaced")
+    by_i = {r["i"]: r for r in replaced}
+    np.testing.assert_allclose(by_i[first["i"]]["methods"]["xcos"]["deletion"],
+                               first["methods"]["xcos"]["deletion"])
+    assert json.loads((tmp_path / "replaced" / "table.json").read_text())["replaced"] == ["xcos"]

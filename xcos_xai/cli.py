@@ -134,15 +134,22 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                        help="run only the randomisation checks again, for every method of the "
                             "finished run in --out (the layers re-initialised as the model now "
                             "declares), and rewrite its records and table")
+    parser.add_argument("--replace", default="",
+                        help="with --merge: methods (comma-separated) taken from the last run "
+                             "that measured them, e.g. xcos after re-fitting its statistics")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.replace and not args.merge:
+        raise SystemExit("--replace only works with --merge (it names the methods that a "
+                         "later run measured again)")
     if args.merge or args.redo_randomisation:
         from .apps.compare import merge_method_runs, redo_randomisation
         from .core.device import resolve_device
 
         if args.merge:
-            table, _ = merge_method_runs(args.merge, args.out)
+            replace = tuple(m.strip() for m in args.replace.split(",") if m.strip())
+            table, _ = merge_method_runs(args.merge, args.out, replace=replace)
         else:
             table, _ = redo_randomisation(args.out, root=args.lfw, images=args.images,
                                           device=resolve_device(args.device))

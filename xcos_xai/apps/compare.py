@@ -405,20 +405,26 @@ def _write_records(out: Path, config: CompareConfig, records: list[dict]) -> Non
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: float = 1e-5
-                      ) -> tuple[pd.DataFrame, dict]:
+def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: float = 1e-5,
+                      replace: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict]:
     """One run of every method from runs of the same pairs and settings with different
     methods (e.g. the expensive methods run later, or on another machine).
 
     The runs' configurations must be equal but for ``methods`` and hold the same pairs; a
     method in several runs must have measured the same curves (to ``tolerance``: a check that
     the runs saw the same faces, heads and seeds), and the first run's measures are kept.
+    Methods named in ``replace`` (e.g. ``xcos`` measured again after its map statistics were
+    re-fitted) are taken from the last run that has them, unchecked.
     ``dest`` gets the merged ``records.jsonl`` (methods in the runs' order) and every output
     of :func:`write_outputs`.
     """
     if len(folders) < 2:
         raise ValueError("merge needs two or more comparison folders")
     runs = [read_records(f) for f in folders]
+    missing = set(replace) - {m for c, _ in runs[1:] for m in c.methods}
+    if missing:
+        raise ValueError(f"replace names {sorted(missing)}, which no run after {folders[0]} "
+                         "measured: list methods of a later run")
     base_config, base = runs[0]
     pairs = {r["i"]: r for r in base}
     methods = list(base_config.methods)
@@ -441,7 +447,7 @@ def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: fl
                                                             mine["path_b"]):
                 raise ValueError(f"pair {r['i']} differs between {folders[0]} and {folder}")
             for name, m in r["methods"].items():
-                if name in mine["methods"]:
+                if name in mine["methods"] and name not in replace:
                     gap = max(np.abs(np.subtract(m[k], mine["methods"][name][k])).max()
                               for k in ("deletion", "insertion"))
                     if gap > tolerance:
@@ -459,7 +465,10 @@ def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: fl
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     _write_records(dest, config, merged)
-    return _write_all(dest, merged, config, {"merged_from": [str(f) for f in folders]})
+    extra = {"merged_from": [str(f) for f in folders]}
+    if replace:
+        extra["replaced"] = sorted(replace)
+    return _write_all(dest, merged, config, extra)
 
 
 def _write_all(out: Path, records: list[dict], config: CompareConfig, extra: dict,
