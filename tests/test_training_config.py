@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -165,3 +167,16 @@ def test_fuzz_structures(data):
         config_from_dict(data)
     except ConfigError:
         pass
+
+
+@pytest.mark.parametrize("path", sorted(
+    (Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.*")),
+    ids=lambda p: p.name)
+def test_shipped_configs_load_and_freeze_what_they_say(path):
+    """Every config in training/configs loads and validates (as `xcos-xai train` reads it)."""
+    config = load_config(path)
+    assert config.run.recipe in ("paper", "head_only", "scratch")
+    if path.name == "lfw_dlib_cpu_8x8.toml":  # direction 4 of issue 13: the 8x8 stage trains
+        assert config.model.backbone_kwargs == {"grid": "8x8"}
+        assert "trunk.units.6." in config.model.freeze
+        assert not any(f.startswith("trunk.units.7") for f in config.model.freeze)
