@@ -155,6 +155,9 @@ def test_runs_of_other_methods_merge_into_one_run_and_randomisation_is_redone(
     assert merged["method"].tolist() == ["xcos", "random", "saliency"]
     pd.testing.assert_frame_equal(merged.drop(columns=timing).set_index("method"), together,
                                   check_exact=False, atol=1e-6)
+    # a method from a later run keeps that run's cost in forwards (its times are rescaled)
+    own = runs["b"].set_index("method").loc["saliency", "cost_x_forward"]
+    assert merged.set_index("method").loc["saliency", "cost_x_forward"] == pytest.approx(own)
     config, records = read_records(tmp_path / "merged")
     assert config.methods == ["xcos", "random", "saliency"] and len(records) == 20
     assert len(list((tmp_path / "merged").glob("example_*.png"))) == 2

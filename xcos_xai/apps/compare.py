@@ -414,8 +414,9 @@ def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: fl
     method in several runs must have measured the same curves (to ``tolerance``: a check that
     the runs saw the same faces, heads and seeds), and the first run's measures are kept.
     Methods named in ``replace`` (e.g. ``xcos`` measured again after its map statistics were
-    re-fitted) are taken from the last run that has them, unchecked; their times are rescaled
-    by the two runs' forward times of each pair, so their cost in forwards is their own run's.
+    re-fitted) are taken from the last run that has them, unchecked. The times of methods
+    taken from a later run are rescaled by the two runs' forward times of each pair, so their
+    cost in forwards is their own run's (the runs may have met other loads).
     ``dest`` gets the merged ``records.jsonl`` (methods in the runs' order) and every output
     of :func:`write_outputs`.
     """
@@ -457,7 +458,7 @@ def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: fl
                             f"{r['i']} (curves differ by {gap:.2g}): not the same faces, heads "
                             "or seeds, so the runs cannot be merged")
                     continue
-                if name in replace and r.get("forward_s") and mine.get("forward_s"):
+                if r.get("forward_s") and mine.get("forward_s"):
                     # its cost relative to a forward stays its own run's (load differs)
                     m = {**m, "time_s": m["time_s"] * mine["forward_s"] / r["forward_s"]}
                 mine["methods"][name] = m
