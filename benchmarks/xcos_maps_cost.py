@@ -88,7 +88,13 @@ def main(argv=None) -> None:
              "<= 1.15" if k == default else "-", verdict(goal) if k == default else "-"]
             for k, r in ratios.items()]
     med = {k: summary(v)["median_s"] * 1e3 for k, v in times.items()}
-    md = [f"## xCos maps: cost per map (`benchmarks/{NAME}.py`)", "",
+    # a run of chosen maps (the default against the evidence map) is its own result file
+    flags = (f" --model {args.model}" * (args.model != "dlib")
+             + (f" --maps {args.maps} --reps {reps}" if args.maps else ""))
+    title = ("the default against the evidence map" if set(cases) == {"verify", "evidence", default}
+             else f"maps {args.maps}" if args.maps else "cost per map")
+    on = " on SFace" if args.model == "sface" else ""
+    md = [f"## xCos maps{on}: {title} (`benchmarks/{NAME}.py{flags}`)", "",
           f"Model: {bundle_name(args.model)}. "
           "Explainer call / plain verification of the same pair, median of paired "
           f"per-repetition ratios (interquartile range); {reps} reps, cases alternating in "
@@ -96,7 +102,7 @@ def main(argv=None) -> None:
           md_table(["map", "ratio", "goal", "status"], rows), "",
           "Median milliseconds per call in this run (shared machine: for scale only): "
           + ", ".join(f"{k} {v:.1f}" for k, v in med.items()) + "."]
-    name = NAME if args.model == "dlib" else f"{NAME}_{args.model}"
+    name = NAME + (f"_{args.model}" if args.model != "dlib" else "_default" if args.maps else "")
     write_results(args.out, name, payload, "\n".join(md))
 
 
