@@ -43,8 +43,23 @@ def test_compare_on_lfw_pairs(lfw_root, tmp_path, one_thread):
     d = np.array([r["methods"]["xcos"]["deletion"] for r in records])
     auc = (d[:, 0] / 2 + d[:, 1] + d[:, 2] / 2) / 2
     assert table.loc[0, "del_auc_genuine"] == pytest.approx(auc[same].mean())
-    for name in ("table.csv", "table.md", "table.json", "curves.html", "curves.png"):
+    for name in ("table.csv", "table.md", "table.json", "curves.html", "curves.png",
+                 "per_pair.csv"):
         assert (tmp_path / name).stat().st_size > 200
+    # the per-pair measures are what the table averages
+    per_pair = pd.read_csv(tmp_path / "per_pair.csv")
+    assert len(per_pair) == 20 * 3
+    genuine = per_pair[per_pair["same"]].groupby("method").mean(numeric_only=True)
+    by_method = table.set_index("method")
+    for m in ("xcos", "gradcam", "random"):
+        assert genuine.loc[m, "del_auc"] == pytest.approx(by_method.loc[m, "del_auc_genuine"],
+                                                          abs=1e-5)
+        assert genuine.loc[m, "ins_auc"] == pytest.approx(by_method.loc[m, "ins_auc_genuine"],
+                                                          abs=1e-5)
+        assert 1 - genuine.loc[m, "accepted_at_30pct"] == pytest.approx(
+            by_method.loc[m, "fnmr_at_30pct"])
+        assert genuine.loc[m, "pointing"] == pytest.approx(by_method.loc[m, "pointing"])
+    assert per_pair["pointing"].notna().sum() == 2 * 3  # the 2 localisation hybrids
     assert len(list(tmp_path.glob("example_*.png"))) == 2
     payload = json.loads((tmp_path / "table.json").read_text())
     assert payload["config"]["n_pairs"] == 20 and len(payload["table"]) == 3

@@ -50,12 +50,14 @@ from .._io import atomic_path
 from ..data.align import faces_to_tensor
 from ..data.aligners import lfw_aligner_for
 from ..data.lfw import LFW
+from ..evaluation.differences import goal_margins
 from ..evaluation.faithfulness import (  # noqa: F401  (COLUMNS, to_markdown: this run's table)
     COLUMNS,
     RANDOMISATION_KEYS,
     REGIONS,
     CompareConfig,
     measure_pair,
+    per_pair_measures,
     randomisation_measures,
     summarize,
     to_markdown,
@@ -254,15 +256,28 @@ class RecordStore:
 
 
 def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareConfig,
-                  extra: dict | None = None) -> dict[str, Path]:
+                  extra: dict | None = None, per_pair: pd.DataFrame | None = None
+                  ) -> dict[str, Path]:
     """``table.csv``, ``table.md``, ``table.json`` (with the config and the summary),
-    ``curves.html`` (plotly.js inlined: one page to share), ``curves.png``; each written
-    atomically."""
+    ``curves.html`` (plotly.js inlined: one page to share), ``curves.png``, and with
+    ``per_pair`` (:func:`~xcos_xai.evaluation.faithfulness.per_pair_measures`) ``per_pair.csv``
+    and ``goals.md`` (the default xCos map's goals with paired 95 % intervals,
+    :func:`~xcos_xai.evaluation.differences.goal_margins`); each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "table.csv", "md": out / "table.md", "json": out / "table.json",
              "html": out / "curves.html", "png": out / "curves.png"}
     with atomic_path(paths["csv"]) as tmp:
         table.to_csv(tmp, index=False, float_format="%.5f")
+    if per_pair is not None:
+        paths["per_pair"] = out / "per_pair.csv"
+        with atomic_path(paths["per_pair"]) as tmp:
+            per_pair.to_csv(tmp, index=False, float_format="%.5f")
+        if "xcos" in set(per_pair["method"]):
+            goals = goal_margins(per_pair)
+            if len(goals):
+                paths["goals"] = out / "goals.md"
+                with atomic_path(paths["goals"]) as tmp:
+                    tmp.write_text(goals_markdown(goals, config), encoding="utf-8")
     s = curves["summary"]
     note = (f"{s['pairs']} LFW View-2 pairs ({s['genuine']} genuine, {s['impostor']} "
             f"impostor, folds {s['folds'][0]}-{s['folds'][-1]}), model `{config.bundle}`, "
@@ -286,6 +301,24 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
     for path in write_cost_faithfulness(out, table):  # cost against faithfulness
         paths[path.name] = path
     return paths
+
+
+def goals_markdown(goals: pd.DataFrame, config: CompareConfig) -> str:
+    """``goals.md``: the default xCos map against each goal's reference, pair by pair."""
+    lines = [f"# The default xCos map's faithfulness goals, `{config.bundle}`", "",
+             "Each goal compares the default map (`xcos`) with a reference method on the same "
+             "pairs: the mean difference and its 95 % interval from 10000 bootstrap resamples "
+             "of the pairs (seed 0). *tied*: worse on these pairs, but the interval includes "
+             "no difference. Made by `xcos-xai compare` from `per_pair.csv`.", "",
+             "| goal | pairs | xcos | reference | difference [95 % interval] | verdict |",
+             "|---|---:|---:|---|---:|---|"]
+    for _, g in goals.iterrows():
+        arrow = "≥" if g["better"] == "higher" else "≤"
+        lines.append(f"| {g['measure']} {arrow} {g['reference']} | {g['pairs']} | "
+                     f"{g['mean']:.4f} | {g['reference']} {g['mean_reference']:.4f} | "
+                     f"{g['difference']:+.4f} [{g['ci_low']:+.4f}, {g['ci_high']:+.4f}] | "
+                     f"{g['verdict']} |")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- the run
@@ -362,7 +395,7 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
     records = [done[j["i"]] for j in jobs if j["i"] in done
                and (shard is None or j["i"] % shard[1] == shard[0])]
     table, curves = summarize(records, config)
-    write_outputs(out, table, curves, config,
+    write_outputs(out, table, curves, config, per_pair=per_pair_measures(records, config),
                   extra={"wall_time_s": wall, "workers": workers,
                          "cpu_count": os.cpu_count(), "resumed_pairs": len(jobs) - len(todo)})
     save_example_maps(records, {j["i"]: (j["chip_a"], j["chip_b"]) for j in jobs}, out)
@@ -391,7 +424,8 @@ def summarize_records(out: str | Path, dest: str | Path | None = None,
     records = [merged[i] for i in sorted(merged)]
     table, curves = summarize(records, config)
     write_outputs(Path(dest or out), table, curves, config,
-                  extra={"partial": len(records) < config.n_pairs})
+                  extra={"partial": len(records) < config.n_pairs},
+                  per_pair=per_pair_measures(records, config))
     return table, curves
 
 
@@ -479,7 +513,8 @@ def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: fl
 def _write_all(out: Path, records: list[dict], config: CompareConfig, extra: dict,
                root=None, images=None) -> tuple[pd.DataFrame, dict]:
     table, curves = summarize(records, config)
-    write_outputs(out, table, curves, config, extra=extra)
+    write_outputs(out, table, curves, config, extra=extra,
+                  per_pair=per_pair_measures(records, config))
     if any("example_maps" in r for r in records):
         lfw = LFW(root, images=images)
         aligner = lfw_aligner_for(bundle_input_spec(config.bundle))

@@ -66,7 +66,7 @@ from .field_protocols import (
 
 __all__ = ["COLUMNS", "RANDOMISATION_KEYS", "REGIONS", "CompareConfig", "decision_threshold",
            "face_a_replacement", "measure_pair", "randomisation_measures", "replacement_curves",
-           "summarize", "to_markdown"]
+           "per_pair_measures", "summarize", "to_markdown"]
 
 REGIONS = ("eyes", "nose", "mouth")
 
@@ -396,6 +396,36 @@ COLUMNS = {  # column: (header, better)
     "cost_x_forward": ("cost (x forward)", "lower"),
     **FIELD_COLUMNS,
 }
+
+
+def per_pair_measures(records: list[dict], config: CompareConfig) -> pd.DataFrame:
+    """One row per pair and method: the per-pair numbers behind :func:`summarize`'s means.
+
+    Columns: ``i``, ``pair_id``, ``fold``, ``same``, ``method``, ``del_auc``, ``ins_auc``
+    (face A's deletion and insertion AUC), ``cell_del_auc`` (feature space), ``accepted_at_30pct``
+    (the pair still accepted at its threshold with 30 % of face A replaced: the FNMR at 30 %
+    is 1 minus its mean over the genuine pairs), ``pointing``, ``iou`` (on the localisation
+    hybrids, NaN elsewhere). :mod:`.differences` compares two methods pair by pair.
+    """
+    records = sorted(records, key=lambda r: r["i"])
+    del_f, ins_f = config.fractions(config.deletion_step), config.fractions(config.insertion_step)
+    at30 = int(np.argmin(np.abs(del_f - 0.3)))
+    nan = float("nan")
+    rows = []
+    for r in records:
+        for name in config.methods:
+            m = r["methods"][name]
+            cell = m.get("cell_deletion")
+            rows.append({
+                "i": r["i"], "pair_id": r["pair_id"], "fold": r["fold"], "same": r["same"],
+                "method": name, "del_auc": curve_auc(del_f, m["deletion"]),
+                "ins_auc": curve_auc(ins_f, m["insertion"]),
+                "cell_del_auc": (curve_auc(np.linspace(0, 1, len(cell)), cell)
+                                 if cell is not None else nan),
+                "accepted_at_30pct": float(m["deletion"][at30] - r["threshold"] > 0),
+                "pointing": float(m["pointing"]) if "pointing" in m else nan,
+                "iou": float(m["iou"]) if "iou" in m else nan})
+    return pd.DataFrame(rows)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
