@@ -272,12 +272,11 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
         paths["per_pair"] = out / "per_pair.csv"
         with atomic_path(paths["per_pair"]) as tmp:
             per_pair.to_csv(tmp, index=False, float_format="%.5f")
-        if "xcos" in set(per_pair["method"]):
-            goals = goal_margins(per_pair)
-            if len(goals):
-                paths["goals"] = out / "goals.md"
-                with atomic_path(paths["goals"]) as tmp:
-                    tmp.write_text(goals_markdown(goals, config), encoding="utf-8")
+        goals = goal_margins(per_pair)  # empty without xcos or the goals' references
+        if len(goals):
+            paths["goals"] = out / "goals.md"
+            with atomic_path(paths["goals"]) as tmp:
+                tmp.write_text(goals_markdown(goals, config), encoding="utf-8")
     s = curves["summary"]
     note = (f"{s['pairs']} LFW View-2 pairs ({s['genuine']} genuine, {s['impostor']} "
             f"impostor, folds {s['folds'][0]}-{s['folds'][-1]}), model `{config.bundle}`, "
@@ -301,6 +300,15 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
     for path in write_cost_faithfulness(out, table):  # cost against faithfulness
         paths[path.name] = path
     return paths
+
+
+def write_tables(out: Path, records: list[dict], config: CompareConfig, extra: dict
+                 ) -> tuple[pd.DataFrame, dict]:
+    """:func:`summarize` the records and :func:`write_outputs` (with the per-pair measures)."""
+    per_pair = per_pair_measures(records, config)
+    table, curves = summarize(records, config, per_pair)
+    write_outputs(out, table, curves, config, extra=extra, per_pair=per_pair)
+    return table, curves
 
 
 def goals_markdown(goals: pd.DataFrame, config: CompareConfig) -> str:
@@ -394,10 +402,9 @@ def run_compare(out: str | Path, root=None, config: CompareConfig | None = None,
         return None, None
     records = [done[j["i"]] for j in jobs if j["i"] in done
                and (shard is None or j["i"] % shard[1] == shard[0])]
-    table, curves = summarize(records, config)
-    write_outputs(out, table, curves, config, per_pair=per_pair_measures(records, config),
-                  extra={"wall_time_s": wall, "workers": workers,
-                         "cpu_count": os.cpu_count(), "resumed_pairs": len(jobs) - len(todo)})
+    table, curves = write_tables(out, records, config, extra={
+        "wall_time_s": wall, "workers": workers, "cpu_count": os.cpu_count(),
+        "resumed_pairs": len(jobs) - len(todo)})
     save_example_maps(records, {j["i"]: (j["chip_a"], j["chip_b"]) for j in jobs}, out)
     return table, curves
 
@@ -422,11 +429,8 @@ def summarize_records(out: str | Path, dest: str | Path | None = None,
         for r in other_records:
             merged.setdefault(r["i"], r)
     records = [merged[i] for i in sorted(merged)]
-    table, curves = summarize(records, config)
-    write_outputs(Path(dest or out), table, curves, config,
-                  extra={"partial": len(records) < config.n_pairs},
-                  per_pair=per_pair_measures(records, config))
-    return table, curves
+    return write_tables(Path(dest or out), records, config,
+                        extra={"partial": len(records) < config.n_pairs})
 
 
 # --------------------------------------------------------------------------- runs of runs
@@ -512,9 +516,7 @@ def merge_method_runs(folders: list[str | Path], dest: str | Path, tolerance: fl
 
 def _write_all(out: Path, records: list[dict], config: CompareConfig, extra: dict,
                root=None, images=None) -> tuple[pd.DataFrame, dict]:
-    table, curves = summarize(records, config)
-    write_outputs(out, table, curves, config, extra=extra,
-                  per_pair=per_pair_measures(records, config))
+    table, curves = write_tables(out, records, config, extra)
     if any("example_maps" in r for r in records):
         lfw = LFW(root, images=images)
         aligner = lfw_aligner_for(bundle_input_spec(config.bundle))

@@ -292,9 +292,13 @@ def _nanmean(values) -> float:
     return float(np.nanmean(v)) if v.size and not np.all(np.isnan(v)) else float("nan")
 
 
-def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame, dict]:
-    """The table (one row per method) and the mean curves."""
+def summarize(records: list[dict], config: CompareConfig,
+              per_pair: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+    """The table (one row per method) and the mean curves; the AUCs are the means of
+    :func:`per_pair_measures` (pass it when it is already computed)."""
     records = sorted(records, key=lambda r: r["i"])
+    if per_pair is None:
+        per_pair = per_pair_measures(records, config)
     same = np.array([r["same"] for r in records])
     thresholds = np.array([r["threshold"] for r in records])
     del_f, ins_f = config.fractions(config.deletion_step), config.fractions(config.insertion_step)
@@ -307,8 +311,9 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
         ms = [r["methods"][name] for r in records]
         dele = np.array([m["deletion"] for m in ms])
         ins = np.array([m["insertion"] for m in ms])
-        d_auc = np.array([curve_auc(del_f, c) for c in dele])
-        i_auc = np.array([curve_auc(ins_f, c) for c in ins])
+        mine = per_pair[per_pair["method"] == name]  # in the records' order
+        d_auc, i_auc = mine["del_auc"].to_numpy(), mine["ins_auc"].to_numpy()
+        cell = mine["cell_del_auc"].to_numpy()
         # errors at the fixed threshold, each pair with its fold's threshold
         shifted = dele - thresholds[:, None]
         fnmr, fmr = replacement_error_rates(shifted[:, :-1], same, 0.0)  # all but 100 %
@@ -316,8 +321,6 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
         loc = [m for r, m in zip(records, ms) if "pointing" in m]
         rand = [m["randomisation"] for m in ms if "randomisation" in m]
         times = np.array([m["time_s"] for m in ms])
-        cell = [curve_auc(np.linspace(0, 1, len(m["cell_deletion"])), m["cell_deletion"])
-                if "cell_deletion" in m else np.nan for m in ms]
         row = {
             "method": name,
             "del_auc_genuine": d_auc[same].mean(),
@@ -326,8 +329,8 @@ def summarize(records: list[dict], config: CompareConfig) -> tuple[pd.DataFrame,
             "ins_auc_impostor": i_auc[~same].mean(),
             "fnmr_at_10pct": fnmr[at10], "fnmr_at_30pct": fnmr[at30],
             "fmr_at_10pct": fmr[at10], "fmr_at_30pct": fmr[at30],
-            "cell_del_auc_genuine": _nanmean(np.array(cell)[same]),
-            "cell_del_auc_impostor": _nanmean(np.array(cell)[~same]),
+            "cell_del_auc_genuine": _nanmean(cell[same]),
+            "cell_del_auc_impostor": _nanmean(cell[~same]),
             "pointing": _nanmean([float(m["pointing"]) for m in loc]),
             "iou": _nanmean([m["iou"] for m in loc]),
             "restore_to_flip": _nanmean([m["restore_to_flip"] for m in loc]),
