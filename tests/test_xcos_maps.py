@@ -348,3 +348,46 @@ def test_default_map_points_at_a_swapped_region(lfw_root, bundle, least):
             hits[name] += sum(bool(pointing_game(m, mask)) for m in r.map_b)
     assert hits["default"] >= least, hits
     assert hits["default"] > hits["evidence"], hits
+
+
+class PoolCells(torch.nn.Module):
+    """A toy backbone whose grid is each 2 x 2 cell's mean colour (so every cell sees only
+    its own pixels)."""
+
+    grid_size = (2, 2)
+
+    def forward_features(self, x):
+        return F.adaptive_avg_pool2d(x, self.grid_size)
+
+
+def _build_maps_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "training" / "build_xcos_maps.py"
+    spec = importlib.util.spec_from_file_location("build_xcos_maps", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("restore", [False, True])
+def test_occlusion_and_insertion_grids_by_hand(restore):
+    """training/build_xcos_maps.py: cell j's variant differs from the start grid in cell j
+    only, where it takes the other image's value (blurred for occlusion, the face for the
+    insertion data), as the deletion and insertion curves' first steps do."""
+    from xcos_xai.explainers.base import replacement_baseline
+
+    build = _build_maps_module()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    face = F.adaptive_avg_pool2d(x, (2, 2))[0]
+    blurred = F.adaptive_avg_pool2d(replacement_baseline(x, "blur"), (2, 2))[0]
+    assert (face - blurred).abs().max() > 0.05  # the two starts differ, so the test can fail
+    whole, part = (blurred, face) if restore else (face, blurred)
+    grids, variants = build.grids_with_occlusions(PoolCells(), [x], 1, restore=restore)
+    assert grids.shape == (1, 3, 2, 2) and variants.shape == (1, 4, 3, 2, 2)
+    assert torch.allclose(grids[0].float(), whole, atol=2e-3)
+    for j in range(4):
+        want = whole.clone().flatten(1)
+        want[:, j] = part.flatten(1)[:, j]
+        assert torch.allclose(variants[0, j].float().flatten(1), want, atol=2e-3), j

@@ -70,23 +70,23 @@ def occluded_grids(paths, root, threads: int = 1, cells: int | None = None,
     """``(N, D, h, w)`` grids and ``(N, c*c, D, h, w)`` grids with one of ``c x c`` blocks of
     the face blurred (default: the model's own ``h x w`` cells), through ``bundle``'s
     backbone on the faces of its aligner."""
-    from xcos_xai.data.align import faces_to_tensor
-    from xcos_xai.data.aligners import lfw_aligner_for
     from xcos_xai.pretrained import load_pretrained
 
     torch.set_num_threads(threads)
     model = load_pretrained(bundle)
-    backbone = model.backbone
-    aligner = lfw_aligner_for(backbone)
-    faces = aligner.align_many([root / p for p in paths], workers=1, progress=True)
-    xs = (model.input_spec.normalize(faces_to_tensor([face])) for face in faces)
-    return grids_with_occlusions(backbone, xs, len(faces), cells)
+    return grids_with_occlusions(model.backbone, _face_inputs(model, [root / p for p in paths]),
+                                 len(paths), cells)
 
 
 @torch.no_grad()
-def grids_with_occlusions(backbone, inputs, n: int, cells: int | None = None):
+def grids_with_occlusions(backbone, inputs, n: int, cells: int | None = None,
+                          restore: bool = False):
     """``(N, D, h, w)`` grids of the normalised faces ``inputs`` (``(1, 3, H, W)`` each) and
-    ``(N, c*c, D, h, w)`` grids with one of ``c x c`` blocks blurred (default: the cells)."""
+    ``(N, c*c, D, h, w)`` grids with one of ``c x c`` blocks blurred (default: the cells).
+
+    With ``restore``, the other way round, as the insertion curve goes: the grids of the
+    blurred faces and of the blurred face with one block restored.
+    """
     from xcos_xai.explainers.base import replacement_baseline
     from xcos_xai.explainers.occlusion import cell_mask
 
@@ -94,16 +94,76 @@ def grids_with_occlusions(backbone, inputs, n: int, cells: int | None = None):
     start = time.perf_counter()
     for k, x in enumerate(inputs):
         base = replacement_baseline(x, "blur")
+        whole, part = (base, x) if restore else (x, base)
         gh, gw = (cells, cells) if cells else backbone.grid_size
         ids = cell_mask(tuple(x.shape[-2:]), (gh, gw))[0]  # (1, H, W)
         masks = torch.stack([(ids == j).float() for j in range(gh * gw)])  # (c*c, 1, H, W)
-        variants = torch.cat([x, x * (1 - masks) + base * masks])
-        g = backbone.forward_features(variants)
+        g = backbone.forward_features(torch.cat([whole, whole * (1 - masks) + part * masks]))
         grids.append(g[0].half())
         occluded.append(g[1:].half())
         if k % 100 == 0:
             print(f"{k}/{n} images, {time.perf_counter() - start:.0f} s", flush=True)
     return torch.stack(grids), torch.stack(occluded)
+
+
+def stage_insertion(args, source: Path, hybrids: bool = False) -> Path:
+    """The insertion grids (:func:`grids_with_occlusions` with ``restore``) of the images of
+    the occlusion cache ``source`` (or, with ``hybrids``, of the hybrid cache ``source``),
+    cached beside it."""
+    from safetensors import safe_open
+
+    from xcos_xai.data.lfw import LFW
+    from xcos_xai.pretrained import load_pretrained
+
+    key = hashlib.sha256(json.dumps(["insertion", source.name, args.cells]).encode())
+    path = cache_dir() / "xcos_maps" / f"inserted_{key.hexdigest()[:16]}.safetensors"
+    if path.exists():
+        print(f"cached: {path}")
+        return path
+    torch.set_num_threads(args.threads)
+    lfw = LFW()
+    model = load_pretrained(bundle_name(args.model))
+    with safe_open(str(source), framework="pt") as fh:
+        meta = fh.metadata()
+    if hybrids:
+        pairs = training_pairs(lfw.pairs_frame(), args.per_fold, args.seed)
+        by_id = {int(r["pair_id"]): i for i, r in pairs.iterrows()}
+        items = [(by_id[pid], d, r) for pid, d, r in json.loads(meta["hybrids"])]
+        inputs, n = _hybrid_inputs(model, lfw, pairs, items), len(items)
+    else:
+        paths = json.loads(meta["paths"])
+        inputs, n = _face_inputs(model, [lfw.image_root / p for p in paths]), len(paths)
+    blurred, inserted = grids_with_occlusions(model.backbone, inputs, n, args.cells,
+                                              restore=True)
+    atomic_save_safetensors({"blurred": blurred, "inserted": inserted}, path,
+                            metadata={"source": source.name})
+    print(f"wrote {path}")
+    return path
+
+
+def _face_inputs(model, files):
+    """The normalised ``(1, 3, H, W)`` faces of ``files`` by the model's aligner."""
+    from xcos_xai.data.align import faces_to_tensor
+    from xcos_xai.data.aligners import lfw_aligner_for
+
+    faces = lfw_aligner_for(model.backbone).align_many(files, workers=1, progress=True)
+    return (model.input_spec.normalize(faces_to_tensor([face])) for face in faces)
+
+
+def _hybrid_inputs(model, lfw, pairs, hybrids):
+    """The normalised hybrid faces of ``hybrids`` (``[(pair row, donor path, region)]``)."""
+    from xcos_xai.data.align import faces_to_tensor
+    from xcos_xai.data.aligners import lfw_aligner_for
+    from xcos_xai.explainers.metrics import facial_region_mask, make_hybrid
+
+    aligner = lfw_aligner_for(model.backbone)
+    paths = sorted({pairs.loc[i, "path_b"] for i, _, _ in hybrids} | {d for _, d, _ in hybrids})
+    chips = dict(zip(paths, (f.chip for f in aligner.align_many(
+        [lfw.image_root / p for p in paths], workers=1, progress=True))))
+    normalise = lambda p: model.input_spec.normalize(faces_to_tensor([chips[p]]))  # noqa: E731
+    size = tuple(normalise(paths[0]).shape[-2:])
+    return (make_hybrid(normalise(pairs.loc[i, "path_b"]), normalise(d),
+                        facial_region_mask(r, size)) for i, d, r in hybrids)
 
 
 def stage_occlusion(args) -> Path:
@@ -160,10 +220,7 @@ def stage_hybrids(args, occ_path: Path) -> Path:
     cached like the occlusion stage; their face A is an image of ``occ_path``."""
     from safetensors import safe_open
 
-    from xcos_xai.data.align import faces_to_tensor
-    from xcos_xai.data.aligners import lfw_aligner_for
     from xcos_xai.data.lfw import LFW
-    from xcos_xai.explainers.metrics import facial_region_mask, make_hybrid
     from xcos_xai.pretrained import load_pretrained
 
     lfw = LFW()
@@ -179,14 +236,7 @@ def stage_hybrids(args, occ_path: Path) -> Path:
         return path
     torch.set_num_threads(args.threads)
     model = load_pretrained(bundle_name(args.model))
-    aligner = lfw_aligner_for(model.backbone)
-    paths = sorted({pairs.loc[i, "path_b"] for i, _, _ in hybrids} | {d for _, d, _ in hybrids})
-    chips = dict(zip(paths, (f.chip for f in aligner.align_many(
-        [lfw.image_root / p for p in paths], workers=1, progress=True))))
-    normalise = lambda p: model.input_spec.normalize(faces_to_tensor([chips[p]]))  # noqa: E731
-    size = tuple(normalise(paths[0]).shape[-2:])
-    inputs = (make_hybrid(normalise(pairs.loc[i, "path_b"]), normalise(d),
-                          facial_region_mask(r, size)) for i, d, r in hybrids)
+    inputs = _hybrid_inputs(model, lfw, pairs, hybrids)
     grids, occluded = grids_with_occlusions(model.backbone, inputs, len(hybrids), args.cells)
     regions = sorted({r for _, _, r in hybrids})
     atomic_save_safetensors(
@@ -213,11 +263,16 @@ def _spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pair_table(model, stats, grids, occluded, pa, pb, batch: int = 128):
+def pair_table(model, stats, grids, occluded, pa, pb, batch: int = 128, blurred=None,
+               inserted=None):
     """Features and measured occlusion effects of both faces of every pair.
 
     Returns ``(x (2P, F), y (2P, h*w), maps)`` with rows ``0..P-1`` face A and ``P..`` face B;
-    ``maps`` holds the other maps' grids in the same row order (for the diagnostics).
+    ``maps`` holds the other maps' grids in the same row order (for the diagnostics). With
+    the insertion grids (``blurred``, ``inserted``: :func:`grids_with_occlusions` with
+    ``restore``, of the same images), ``maps["insertion"]`` holds each cell's measured
+    insertion effect: the score gain when the cell alone is restored into the blurred face
+    (the other face whole).
     """
     from xcos_xai.explainers.xcos_maps import (
         cell_features,
@@ -231,6 +286,8 @@ def pair_table(model, stats, grids, occluded, pa, pb, batch: int = 128):
     xs_a, xs_b, ys_a, ys_b = [], [], [], []
     maps = {k: ([], []) for k in ("evidence", "evidence_ref", "exact", "exact_ref",
                                    "feature_deletion", "shift")}
+    if inserted is not None:
+        maps["insertion"] = ([], [])
     head = model.head
     for s in range(0, len(pa), batch):
         ia, ib = pa[s:s + batch], pb[s:s + batch]
@@ -246,6 +303,13 @@ def pair_table(model, stats, grids, occluded, pa, pb, batch: int = 128):
         sb = head(ga.repeat_interleave(c, 0), ob).score.view(n, c)
         ys_a.append(out.score[:, None] - sa)
         ys_b.append(out.score[:, None] - sb)
+        if inserted is not None:  # the insertion curve's first step, for each cell
+            za = head(blurred[ia].float(), gb).score[:, None]
+            zb = head(ga, blurred[ib].float()).score[:, None]
+            ia_ = head(inserted[ia].float().flatten(0, 1), gb.repeat_interleave(c, 0)).score
+            ib_ = head(ga.repeat_interleave(c, 0), inserted[ib].float().flatten(0, 1)).score
+            maps["insertion"][0].append(ia_.view(n, c) - za)
+            maps["insertion"][1].append(ib_.view(n, c) - zb)
         ev = ((out.cos_map - model.threshold) * out.attention).flatten(1)
         evr = reference_evidence(out.cos_map, out.attention, stats.cos_ref).flatten(1)
         dec = exact_decomposition(model.backbone, ga, gb)
@@ -344,7 +408,15 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
                   ridges: tuple[float, ...] = RIDGES,
                   command: str = "python training/build_xcos_maps.py",
                   hybrid_path: Path | None = None,
-                  fine_hybrid_path: Path | None = None) -> Path:
+                  fine_hybrid_path: Path | None = None,
+                  insertion_paths: tuple[Path, Path | None] | None = None) -> Path:
+    """Fit the maps' statistics for the default head and each fold head (held out by fold).
+
+    With ``insertion_paths`` (the insertion grids of the occlusion cache's images and of the
+    hybrids', :func:`stage_insertion`), the cells' amortiser is fitted to the sum of each
+    cell's deletion effect and its insertion effect (what a map must rank first on both
+    replacement curves); the diagnostics still compare with the measured occlusion.
+    """
     from safetensors.torch import load_file
 
     from xcos_xai.apps.lfw_benchmark import lfw_features
@@ -386,6 +458,18 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
         all_pb = torch.cat([pb, len(grids) + torch.arange(len(hyb["grids"]))])
         all_fold = np.concatenate([pfold, hyb["pair_fold"].numpy()])
         report["hybrid_pairs"] = int(len(hyb["grids"]))
+    all_blurred = all_inserted = None
+    if insertion_paths is not None:
+        ins = [load_file(str(q)) for q in insertion_paths if q is not None]
+        if len(ins) != 1 + (hybrid_path is not None):
+            raise ValueError("insertion_paths: give the insertion grids of the images and, "
+                             "with hybrids, of the hybrids")
+        all_blurred = torch.cat([t_["blurred"] for t_ in ins])
+        all_inserted = torch.cat([t_["inserted"] for t_ in ins])
+        if len(all_blurred) != len(all_grids):
+            raise ValueError(f"insertion grids of {len(all_blurred)} faces for "
+                             f"{len(all_grids)} occlusion grids: rebuild them")
+        report["targets"] = "deletion + insertion effect"
     n_all = len(all_pa)
     natural2 = np.concatenate([np.arange(n_all) < n_nat] * 2)
     hybrid_b = np.concatenate([np.zeros(n_all, bool), np.arange(n_all) >= n_nat])
@@ -425,11 +509,13 @@ def fit_and_write(occ_path: Path, out_dir: Path, threads: int = 1,
             idx = torch.from_numpy(s)
             shift += (occluded[idx].float() - grids[idx].float()[:, None]).sum(0)
         stats = MapStats(cos_sum / len(imp), local_ref, shift / img.sum())
-        x, y, maps = pair_table(model, stats, all_grids, all_occluded, all_pa, all_pb)
+        x, y, maps = pair_table(model, stats, all_grids, all_occluded, all_pa, all_pb,
+                                blurred=all_blurred, inserted=all_inserted)
+        target = y + maps["insertion"] if all_inserted is not None else y
         folds2 = np.concatenate([all_fold, all_fold])
         train = folds2 != fold if fold is not None else np.ones(len(folds2), bool)
-        ridge = choose_ridge(x[train], y[train], folds2[train], grid_size, ridges)
-        stats.amortiser = AmortisedOcclusion.fit(x[train], y[train], grid_size, ridge)
+        ridge = choose_ridge(x[train], target[train], folds2[train], grid_size, ridges)
+        stats.amortiser = AmortisedOcclusion.fit(x[train], target[train], grid_size, ridge)
         report["ridges"][str(fold)] = ridge
         if fine is not None:  # the amortiser of finer pixel blocks
             f_img = (np.ones(len(fine["grids"]), bool) if fold is None
@@ -527,6 +613,7 @@ LABELS = {
     "amortised_fine": "amortised occlusion of 8x8 blocks",
     "amortised_cells_on_blocks": "the 4x4 amortised map, each cell repeated on its 4 blocks",
     "fine_shift": "mean shift of the grid per 8x8 block, first order",
+    "insertion": "measured insertion effect (the cell alone restored into the blurred face)",
 }
 
 
@@ -541,9 +628,13 @@ def write_report(maps_path: Path, out: Path = RESULTS, per_fold: int = 100,
     stats = MapStatsShape.of(maps_path)
     h, w = stats.grid
     flag = "" if model_name == "dlib" else f" --model {model_name}"
+    bundled = maps_path.resolve().parent == OUT.resolve()
+    where = (f"`xcos_xai/pretrained/{maps_path.name}`" if bundled else
+             f"`{maps_path.name}` built by the command at the end, an experiment: not the "
+             "bundled file")
     lines = ["# Which maps rank the cells as occlusion does (held out by fold)", "",
              f"`python training/build_xcos_maps.py{flag} --stage report` (numbers written by the "
-             f"fit stage into the metadata of `xcos_xai/pretrained/{maps_path.name}`).", "",
+             f"fit stage into the metadata of {where}).", "",
              f"For every face of {rep['occlusion_pairs']} LFW View-2 pairs ({per_fold} per fold, "
              f"none of the 300 compare pairs), the measured occlusion effect of each of the "
              f"{h * w} cells "
@@ -646,13 +737,21 @@ def main(argv=None):
                         help="also fit the amortiser on the training pairs' hybrids (face B "
                              "with eyes, nose or mouth of another person), as the localisation "
                              "game makes them")
+    parser.add_argument("--insertion", action="store_true",
+                        help="fit the cells' amortiser to each cell's deletion effect plus its "
+                             "insertion effect (the score gain when the cell alone is restored "
+                             "into the blurred face): 49 more forwards an image on SFace")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--results", default=None,
+                        help="folder of held_out_agreement.md (default: training/results/"
+                             "faithful_maps for dlib, faithful_maps_<model> otherwise)")
     args = parser.parse_args(argv)
     from xcos_xai.pretrained import _bundle_path
 
     maps_path = Path(args.out) / (_bundle_path(bundle_name(args.model)).stem
                                   + "_maps.safetensors")
-    results = RESULTS if args.model == "dlib" else RESULTS.with_name(f"faithful_maps_{args.model}")
+    results = (Path(args.results) if args.results else RESULTS if args.model == "dlib"
+               else RESULTS.with_name(f"faithful_maps_{args.model}"))
     report = dict(out=results, per_fold=args.per_fold, fine_per_fold=args.fine_per_fold,
                   model_name=args.model)
     if args.stage == "report":
@@ -676,8 +775,12 @@ def main(argv=None):
             if fine is not None:
                 fine_hybrids = stage_hybrids(argparse.Namespace(**{
                     **vars(args), "cells": args.fine_cells, "per_fold": args.fine_per_fold}), fine)
+        insertion = None
+        if args.insertion:
+            insertion = (stage_insertion(args, occ),
+                         stage_insertion(args, hybrids, hybrids=True) if hybrids else None)
         write_report(fit_and_write(occ, Path(args.out), args.threads, fine, args.model, ridges,
-                                   command, hybrids, fine_hybrids), **report)
+                                   command, hybrids, fine_hybrids, insertion), **report)
 
 
 if __name__ == "__main__":
