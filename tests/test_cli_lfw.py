@@ -7,6 +7,7 @@ minutes on 2 cores); later runs read the caches.
 from __future__ import annotations
 
 import json
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pytest
 
 from xcos_xai.cli import main
 from xcos_xai.evaluation.protocol import ten_fold_accuracy
+from xcos_xai.explainers.xcos import MAP_NOTES
 from xcos_xai.pretrained import bundle_metadata
 
 
@@ -55,6 +57,8 @@ def test_numbers_match_the_bundle_and_dlibs_published_level(evaluation):
 def test_report_and_explain_cli(evaluation, lfw_root, tmp_path, capsys):
     html = (evaluation / "report.html").read_text()
     assert "False rejects" in html and "plotly" in html
+    # the sentence of the map the panels show: dlib's default, amortised occlusion of blocks
+    assert escape(MAP_NOTES["amortised_fine"]) in html
     a = lfw_root / "lfw-deepfunneled" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
     b = lfw_root / "lfw-deepfunneled" / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg"
     assert main(["explain", str(a), str(b), "--out", str(tmp_path)]) == 0

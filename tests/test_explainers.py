@@ -254,7 +254,26 @@ def test_every_explainer_states_its_passes_per_pair(model, name):
                 "integrated_gradients": 32, "occlusion": 2 + 2 * 17, "xssab": 6,
                 "fggb": 2 * (1 + 16), "corrrise": 2 * 500 + 2,
                 # 16 px: 2 px patches at stride 1 (15 x 15 starts), 4 px ones (13 x 13)
-                "multiscale_occlusion": 2 * (15 * 15 + 13 * 13 + 2)}
+                "multiscale_occlusion": 2 * (15 * 15 + 13 * 13 + 2),
+                "occlusion_blocks": 2 + 2 * 65}  # the toy statistics' 8x8 blocks
     # every xCos map (xcos_<map>) comes from the same forward of both faces
     expected.update({n: 2 for n in list_explainers() if n.startswith("xcos_")})
     assert passes == expected[name]
+
+
+def test_block_occlusion_measures_the_default_maps_blocks(model, pair, monkeypatch):
+    """``occlusion_blocks`` ablates the finer blocks of the model's map statistics (what the
+    default map predicts), the cells without them."""
+    blocks = create_explainer("occlusion_blocks", model)
+    assert blocks.cells == (8, 8)  # the toy statistics' 64 blocks
+    r = blocks.attribute(*pair)
+    ref = create_explainer("occlusion", model, grid_size=(8, 8)).attribute(*pair)
+    torch.testing.assert_close(r.map_a, ref.map_a)
+    # 8 x 8 blocks of a 16 px face: 2 x 2 pixels share a value, not 4 x 4
+    assert not torch.equal(r.map_a[:, 0, 0], r.map_a[:, 0, 2])
+    torch.testing.assert_close(r.map_a[:, 0, 0], r.map_a[:, 1, 1])
+    monkeypatch.setattr(model, "map_stats", None)
+    plain = create_explainer("occlusion_blocks", model)
+    assert plain.cells is None and plain.pass_count() == 2 + 2 * 17  # the grid cells
+    torch.testing.assert_close(plain.attribute(*pair).map_a,
+                               create_explainer("occlusion", model).attribute(*pair).map_a)

@@ -5,6 +5,7 @@ take about 20 minutes on 2 cores)."""
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ from xcos_xai.apps.photo_demo import run_photo_demo
 from xcos_xai.cli import build_parser, main
 from xcos_xai.data.align_arcface import ARCFACE_TEMPLATE
 from xcos_xai.explainers.metrics import ARCFACE_FACIAL_REGIONS, facial_region_mask
+from xcos_xai.explainers.xcos import MAP_NOTES
 from xcos_xai.pretrained import bundle_metadata
 
 # ----------------------------------------------------------------------------- no data
@@ -134,6 +136,8 @@ def test_evaluate_sface_reproduces_the_bundle_and_the_report_names_the_model(lfw
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "<h1>xCos on LFW with OpenCV Zoo&#x27;s SFace: evaluation report</h1>" in page
     assert "<code>sface-xcos</code>" in page and "False rejects" in page
+    # the panels' map explained in SFace's own terms (its cells), not dlib's 8x8 blocks
+    assert html.escape(MAP_NOTES["amortised"]) in page and "8x8" not in page
 
 
 def test_xcos_of_the_untrained_head_is_the_norm_weighted_cosine():

@@ -324,7 +324,8 @@ def goals_markdown(goals: pd.DataFrame, config: CompareConfig) -> str:
         arrow = "≥" if g["better"] == "higher" else "≤"
         lines.append(f"| {g['measure']} {arrow} {g['reference']} | {g['pairs']} | "
                      f"{g['mean']:.4f} | {g['reference']} {g['mean_reference']:.4f} | "
-                     f"{g['difference']:+.4f} [{g['ci_low']:+.4f}, {g['ci_high']:+.4f}] | "
+                     f"{g['difference'] + 0.0:+.4f} [{g['ci_low'] + 0.0:+.4f}, "  # (no -0)
+                     f"{g['ci_high'] + 0.0:+.4f}] | "
                      f"{g['verdict']} |")
     return "\n".join(lines) + "\n"
 
