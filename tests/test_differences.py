@@ -86,3 +86,33 @@ def test_goal_verdicts_met_tied_missed_and_fnmr_as_a_rate():
     assert goals.loc["pointing", "pairs"] == 20 and goals.loc["pointing", "verdict"] == "met"
     assert goals.loc["pointing", "difference"] == pytest.approx(0.25)
     assert "iou" not in goals.index  # not measured: left out, not reported as a tie
+
+
+def test_goals_md_adds_the_imitated_measurement_when_the_run_has_it():
+    """With ``occlusion_blocks`` in the run, goals.md also judges that measurement by the
+    same goals and the default map against it (by hand: xcos deletes 0.002 slower than its
+    target on every pair, the target 0.003 faster than IG)."""
+    from xcos_xai.apps.compare import CompareConfig, goals_markdown
+    from xcos_xai.evaluation.differences import imitation_goals
+
+    rows = []
+    for i in range(10):
+        base = 0.5 + 0.01 * i
+        for method, d in (("xcos", base + 0.002), ("occlusion_blocks", base),
+                          ("integrated_gradients", base + 0.003), ("occlusion", base)):
+            rows.append({"i": i, "same": True, "method": method, "del_auc": d,
+                         "ins_auc": 0.7, "accepted_at_30pct": 0.0})
+    pp = pd.DataFrame(rows)
+    target = goal_margins(pp, "occlusion_blocks").set_index("measure")
+    assert target.loc["del_auc", "difference"] == pytest.approx(-0.003)
+    assert target.loc["del_auc", "verdict"] == "met"
+    imitation = goal_margins(pp, goals=imitation_goals("occlusion_blocks")).set_index("measure")
+    assert imitation.loc["del_auc", "difference"] == pytest.approx(0.002)
+    assert imitation.loc["del_auc", "verdict"] == "missed"  # every pair: no tie
+    assert imitation.loc["ins_auc", "verdict"] == "met"  # equal counts as met
+    text = goals_markdown(goal_margins(pp), CompareConfig(), target.reset_index(),
+                          imitation.reset_index())
+    assert "## The measurement the default map imitates (`occlusion_blocks`)" in text
+    assert "| del_auc ≤ occlusion_blocks | 10 | 0.5470 | occlusion_blocks 0.5450 | " \
+           "+0.0020 [+0.0020, +0.0020] | missed |" in text
+    assert goals_markdown(goal_margins(pp), CompareConfig()).count("| goal |") == 1

@@ -50,7 +50,7 @@ from .._io import atomic_path
 from ..data.align import faces_to_tensor
 from ..data.aligners import lfw_aligner_for
 from ..data.lfw import LFW
-from ..evaluation.differences import goal_margins
+from ..evaluation.differences import goal_margins, imitation_goals
 from ..evaluation.faithfulness import (  # noqa: F401  (COLUMNS, to_markdown: this run's table)
     COLUMNS,
     RANDOMISATION_KEYS,
@@ -273,10 +273,14 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
         with atomic_path(paths["per_pair"]) as tmp:
             per_pair.to_csv(tmp, index=False, float_format="%.5f")
         goals = goal_margins(per_pair)  # empty without xcos or the goals' references
+        target = {}
+        if {"xcos", TARGET} <= set(per_pair["method"]):  # the measurement the default imitates
+            target = {"goals_of_target": goal_margins(per_pair, TARGET),
+                      "imitation": goal_margins(per_pair, goals=imitation_goals(TARGET))}
         if len(goals):
             paths["goals"] = out / "goals.md"
             with atomic_path(paths["goals"]) as tmp:
-                tmp.write_text(goals_markdown(goals, config), encoding="utf-8")
+                tmp.write_text(goals_markdown(goals, config, **target), encoding="utf-8")
     s = curves["summary"]
     note = (f"{s['pairs']} LFW View-2 pairs ({s['genuine']} genuine, {s['impostor']} "
             f"impostor, folds {s['folds'][0]}-{s['folds'][-1]}), model `{config.bundle}`, "
@@ -311,22 +315,42 @@ def write_tables(out: Path, records: list[dict], config: CompareConfig, extra: d
     return table, curves
 
 
-def goals_markdown(goals: pd.DataFrame, config: CompareConfig) -> str:
-    """``goals.md``: the default xCos map against each goal's reference, pair by pair."""
-    lines = [f"# The default xCos map's faithfulness goals, `{config.bundle}`", "",
-             "Each goal compares the default map (`xcos`) with a reference method on the same "
-             "pairs: the mean difference and its 95 % interval from 10000 bootstrap resamples "
-             "of the pairs (seed 0). *tied*: worse on these pairs, but the interval includes "
-             "no difference. Made by `xcos-xai compare` from `per_pair.csv`.", "",
-             "| goal | pairs | xcos | reference | difference [95 % interval] | verdict |",
+#: the measured occlusion that the default xCos map predicts in one forward
+TARGET = "occlusion_blocks"
+
+
+def _goal_rows(goals: pd.DataFrame, method: str = "xcos") -> list[str]:
+    lines = [f"| goal | pairs | {method} | reference | difference [95 % interval] | verdict |",
              "|---|---:|---:|---|---:|---|"]
     for _, g in goals.iterrows():
         arrow = "≥" if g["better"] == "higher" else "≤"
         lines.append(f"| {g['measure']} {arrow} {g['reference']} | {g['pairs']} | "
                      f"{g['mean']:.4f} | {g['reference']} {g['mean_reference']:.4f} | "
                      f"{g['difference'] + 0.0:+.4f} [{g['ci_low'] + 0.0:+.4f}, "  # (no -0)
-                     f"{g['ci_high'] + 0.0:+.4f}] | "
-                     f"{g['verdict']} |")
+                     f"{g['ci_high'] + 0.0:+.4f}] | {g['verdict']} |")
+    return lines
+
+
+def goals_markdown(goals: pd.DataFrame, config: CompareConfig,
+                   goals_of_target: pd.DataFrame | None = None,
+                   imitation: pd.DataFrame | None = None) -> str:
+    """``goals.md``: the default xCos map against each goal's reference, pair by pair; with
+    the run's ``occlusion_blocks`` (what the default map predicts), that measurement against
+    the same goals (``goals_of_target``) and the default against it (``imitation``)."""
+    lines = [f"# The default xCos map's faithfulness goals, `{config.bundle}`", "",
+             "Each goal compares the default map (`xcos`) with a reference method on the same "
+             "pairs: the mean difference and its 95 % interval from 10000 bootstrap resamples "
+             "of the pairs (seed 0). *tied*: worse on these pairs, but the interval includes "
+             "no difference. Made by `xcos-xai compare` from `per_pair.csv`.", "",
+             *_goal_rows(goals)]
+    if goals_of_target is not None and len(goals_of_target):
+        lines += ["", f"## The measurement the default map imitates (`{TARGET}`)", "",
+                  "The same goals for the measured occlusion of the blocks the default map "
+                  "predicts in one forward (what a perfect imitation would reach):", "",
+                  *_goal_rows(goals_of_target, TARGET)]
+    if imitation is not None and len(imitation):
+        lines += ["", f"The default map against `{TARGET}` (its imitation error):", "",
+                  *_goal_rows(imitation)]
     return "\n".join(lines) + "\n"
 
 

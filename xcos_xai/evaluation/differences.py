@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["GOALS", "goal_margins", "paired_difference"]
+__all__ = ["GOALS", "goal_margins", "imitation_goals", "paired_difference"]
 
 #: (measure, reference method, "higher"/"lower" is better, the pairs it is measured on)
 GOALS = (
@@ -26,6 +26,18 @@ GOALS = (
     ("pointing", "smoothgrad", "higher", "localisation"),
     ("iou", "smoothgrad", "higher", "localisation"),
 )
+
+
+def imitation_goals(target: str) -> tuple[tuple[str, str, str, str], ...]:
+    """The replacement goals of :data:`GOALS` with ``target`` as every reference: how close a
+    map comes to the measurement it imitates (the default xCos map and ``occlusion_blocks``).
+
+    >>> goals = imitation_goals("occlusion_blocks")
+    >>> [g[0] for g in goals], {g[1] for g in goals}
+    (['accepted_at_30pct', 'ins_auc', 'del_auc'], {'occlusion_blocks'})
+    """
+    return tuple((m, target, better, pairs) for m, _, better, pairs in GOALS
+                 if pairs == "genuine")
 
 
 def paired_difference(per_pair: pd.DataFrame, method: str, reference: str, measure: str,
@@ -76,15 +88,16 @@ def paired_difference(per_pair: pd.DataFrame, method: str, reference: str, measu
 
 
 def goal_margins(per_pair: pd.DataFrame, method: str = "xcos", n_boot: int = 10000,
-                 seed: int = 0) -> pd.DataFrame:
-    """The faithfulness goals of ``method`` (:data:`GOALS`), one row each: its mean, the
+                 seed: int = 0, goals=GOALS) -> pd.DataFrame:
+    """The faithfulness goals of ``method`` (``goals``: :data:`GOALS` or
+    :func:`imitation_goals`), one row each: its mean, the
     reference's, the difference with its 95 % interval, and the verdict: ``"met"`` (the
     mean is at least as good), ``"tied"`` (worse, but the interval includes no difference),
     ``"missed"`` (worse, and the whole interval says so). FNMR is reported as a rate (the
     per-pair measure is whether the genuine pair is still accepted). Goals whose reference
     or measure the run lacks are left out."""
     rows = []
-    for measure, reference, better, pairs in GOALS:
+    for measure, reference, better, pairs in goals:
         if measure not in per_pair.columns:
             continue
         measured = per_pair[per_pair[measure].notna()]
