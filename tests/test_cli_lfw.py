@@ -16,7 +16,7 @@ import pytest
 from xcos_xai.cli import main
 from xcos_xai.evaluation.protocol import ten_fold_accuracy
 from xcos_xai.explainers.xcos import MAP_NOTES
-from xcos_xai.pretrained import bundle_metadata
+from xcos_xai.pretrained import bundle_metadata, map_stats_report
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,10 @@ def test_report_and_explain_cli(evaluation, lfw_root, tmp_path, capsys):
     assert "False rejects" in html and "plotly" in html
     # the sentence of the map the panels show: dlib's default, amortised occlusion of blocks
     assert escape(MAP_NOTES["amortised_fine"]) in html
+    # before/after from the map statistics' build: the default's cells vs (S - t) * W
+    held = map_stats_report()["held_out"]
+    assert (f"the default map, per cell)</td><td>{held['amortised']:.2f}</td>" in html
+            and f"the default before)</td><td>{held['evidence']:.2f}</td>" in html)
     a = lfw_root / "lfw-deepfunneled" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
     b = lfw_root / "lfw-deepfunneled" / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg"
     assert main(["explain", str(a), str(b), "--out", str(tmp_path)]) == 0

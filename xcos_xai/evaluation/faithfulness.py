@@ -31,6 +31,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,7 @@ from .field_protocols import (
 
 __all__ = ["COLUMNS", "RANDOMISATION_KEYS", "REGIONS", "CompareConfig", "decision_threshold",
            "face_a_replacement", "measure_pair", "randomisation_measures", "replacement_curves",
-           "per_pair_measures", "summarize", "to_markdown"]
+           "per_pair_measures", "summarize", "to_markdown", "before_after"]
 
 REGIONS = ("eyes", "nose", "mouth")
 
@@ -456,3 +457,36 @@ def to_markdown(table: pd.DataFrame) -> str:
                 cells.append(f"{v:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: before_after's rows: method of a compare table -> what a reader calls it
+BEFORE_AFTER_ROWS = {"xcos_evidence": "(S - t) * W, the default before",
+                     "xcos": "the default map now",
+                     "xcos_contribution": "S * W, the paper's map",
+                     "occlusion": "occlusion of the cells (Captum)",
+                     "integrated_gradients": "Integrated Gradients",
+                     "random": "random map (control)"}
+BEFORE_AFTER_COLUMNS = {"del_auc_genuine": "deletion AUC ↓", "ins_auc_genuine": "insertion AUC ↑",
+                        "fnmr_at_30pct": "FNMR at 30 % ↑", "pointing": "pointing ↑",
+                        "iou": "IoU ↑", "cost_x_forward": "cost (x forward)"}
+
+
+def before_after(table: pd.DataFrame | str) -> pd.DataFrame:
+    """The default xCos map before (``(S - t) * W``) and after, beside the references, from a
+    comparison's ``table.csv`` (a path or its frame): the rows of :data:`BEFORE_AFTER_ROWS` the
+    run measured, the columns of :data:`BEFORE_AFTER_COLUMNS`, named for a reader.
+
+    Example:
+        >>> t = pd.DataFrame({"method": ["xcos", "xcos_evidence", "gradcam"],
+        ...                   "del_auc_genuine": [0.88, 0.91, 0.9], "fnmr_at_30pct": [0.9, 0, 0]})
+        >>> before_after(t).to_dict()
+        {'deletion AUC ↓': {'(S - t) * W, the default before': 0.91, 'the default map now': 0.88}, \
+'FNMR at 30 % ↑': {'(S - t) * W, the default before': 0.0, 'the default map now': 0.9}}
+    """
+    frame = pd.read_csv(table) if isinstance(table, (str, Path)) else table
+    frame = frame.set_index("method")
+    rows = [m for m in BEFORE_AFTER_ROWS if m in frame.index]
+    columns = [c for c in BEFORE_AFTER_COLUMNS if c in frame.columns]
+    out = frame.loc[rows, columns].rename(index=BEFORE_AFTER_ROWS, columns=BEFORE_AFTER_COLUMNS)
+    out.index.name = None
+    return out

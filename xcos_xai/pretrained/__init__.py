@@ -127,6 +127,18 @@ def load_map_stats(name: str = DEFAULT, fold: int | None = None):
     return MapStats.from_tensors(load_file(str(path)), "" if fold is None else f"fold{int(fold)}.")
 
 
+def map_stats_report(name: str = DEFAULT) -> dict | None:
+    """What ``training/build_xcos_maps.py`` measured when it fitted a bundle's map statistics
+    (held out by fold: each map's Spearman agreement with measured occlusion, the hybrid-face
+    pointing game), from the maps file's metadata; ``None`` without the file."""
+    path = _bundle_path(name)
+    path = path.with_name(path.stem + "_maps.safetensors")
+    if not path.exists():
+        return None
+    with safe_open(str(path), framework="pt") as fh:
+        return json.loads(fh.metadata()["maps"]).get("report")
+
+
 def load_pretrained(name: str = DEFAULT, fold: int | None = None,
                     attention: str | None = None) -> XCosModel:
     """The default xCos model, built with no network access.
