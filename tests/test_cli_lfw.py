@@ -60,6 +60,10 @@ def test_report_and_explain_cli(evaluation, lfw_root, tmp_path, capsys):
     # the sentence of the map the panels show: dlib's default, amortised occlusion of blocks
     assert escape(MAP_NOTES["amortised_fine"]) in html
     # before/after from the map statistics' build: the default's cells vs (S - t) * W
+    # the lean towards low-variance cells, not only the static-cell share (issue 13)
+    lean = json.loads((evaluation / "table.json").read_text())["attention"]
+    assert f"hold {100 * lean['low_variance_half_share']:.1f} % of the weight" in html
+    assert lean["low_variance_half_share"] > 0.6  # dlib's head leans (72 % on 6000 pairs)
     held = map_stats_report()["held_out"]
     assert (f"the default map, per cell)</td><td>{held['amortised']:.2f}</td>" in html
             and f"the default before)</td><td>{held['evidence']:.2f}</td>" in html)
