@@ -651,7 +651,7 @@ def write_report(maps_path: Path, out: Path = RESULTS, per_fold: int = 100,
                   "fold):", "", f"| map ({c}x{c} blocks) | Spearman with block occlusion |",
                   "|---|---:|"]
         for k, v in sorted(rep["held_out_fine_blocks"].items(), key=lambda kv: -kv[1]):
-            lines.append(f"| {LABELS.get(k, k)} | {v:.3f} |")
+            lines.append(f"| {_fine_label(k, stats)} | {v:.3f} |")
     if "held_out_hybrid_pointing" in rep:
         lines += ["", "## The localisation game on held-out training hybrids", "",
                   f"{rep['hybrid_pairs']} hybrids of the training folds' genuine pairs (face B "
@@ -667,7 +667,7 @@ def write_report(maps_path: Path, out: Path = RESULTS, per_fold: int = 100,
     if "held_out_hybrid_pointing_blocks" in rep:
         lines += ["", f"The same over {stats.fine}x{stats.fine} blocks:", "",
                   "| map | pointing game |", "|---|---:|"]
-        lines += [f"| {LABELS.get(k, k)} | {v:.3f} |" for k, v in
+        lines += [f"| {_fine_label(k, stats)} | {v:.3f} |" for k, v in
                   sorted(rep["held_out_hybrid_pointing_blocks"].items(), key=lambda kv: -kv[1])]
     lines += ["", f"Ridge penalties chosen by leave-one-fold-out inside the training folds: "
               f"{rep['ridges']}."]
@@ -678,6 +678,12 @@ def write_report(maps_path: Path, out: Path = RESULTS, per_fold: int = 100,
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(path.read_text())
     return path
+
+
+def _fine_label(key: str, stats: MapStatsShape) -> str:
+    """A fine-block row's label with the file's own grid and block sizes (dlib: 4x4, 8x8)."""
+    (h, w), c = stats.grid, stats.fine
+    return LABELS.get(key, key).replace("8x8", f"{c}x{c}").replace("4x4", f"{h}x{w}")
 
 
 class MapStatsShape:
