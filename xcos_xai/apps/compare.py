@@ -273,11 +273,11 @@ def write_outputs(out: Path, table: pd.DataFrame, curves: dict, config: CompareC
         with atomic_path(paths["per_pair"]) as tmp:
             per_pair.to_csv(tmp, index=False, float_format="%.5f")
         goals = goal_margins(per_pair)  # empty without xcos or the goals' references
-        target = {}
-        if {"xcos", TARGET} <= set(per_pair["method"]):  # the measurement the default imitates
-            target = {"goals_of_target": goal_margins(per_pair, TARGET),
-                      "imitation": goal_margins(per_pair, goals=imitation_goals(TARGET))}
         if len(goals):
+            target = {}
+            if TARGET in set(per_pair["method"]):  # the measurement the default imitates
+                target = {"goals_of_target": goal_margins(per_pair, TARGET),
+                          "imitation": goal_margins(per_pair, goals=imitation_goals(TARGET))}
             paths["goals"] = out / "goals.md"
             with atomic_path(paths["goals"]) as tmp:
                 tmp.write_text(goals_markdown(goals, config, **target), encoding="utf-8")

@@ -103,12 +103,8 @@ def default_map_blocks(model) -> tuple[int, int] | None:
     """The pixel blocks of the xCos default map of ``model``: ``(c, c)`` when its map
     statistics hold a finer split of the face (dlib's bundle: 8x8 blocks), else ``None`` (the
     grid cells)."""
-    stats = getattr(model, "map_stats", None)
-    fine = getattr(stats, "fine_shift", None)
-    if fine is None or getattr(stats, "fine_amortiser", None) is None:
-        return None
-    c = int(round(len(fine) ** 0.5))
-    return (c, c)
+    fine = getattr(getattr(model, "map_stats", None), "fine_amortiser", None)
+    return None if fine is None else fine.grid_size
 
 
 @register_explainer("occlusion_blocks")

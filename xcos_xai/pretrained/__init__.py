@@ -113,6 +113,12 @@ def load_head(name: str = DEFAULT, fold: int | None = None):
     return head.eval(), thresholds, config
 
 
+def _maps_path(name: str) -> Path:
+    """``<bundle>_maps.safetensors`` beside the bundle: its map statistics."""
+    path = _bundle_path(name)
+    return path.with_name(path.stem + "_maps.safetensors")
+
+
 def load_map_stats(name: str = DEFAULT, fold: int | None = None):
     """The per-cell reference and amortised-occlusion model of a bundle's head, or ``None``.
 
@@ -120,8 +126,7 @@ def load_map_stats(name: str = DEFAULT, fold: int | None = None):
     ``training/build_xcos_maps.py`` on the same folds as the heads); the head file itself is
     never rewritten. Returns a :class:`~xcos_xai.core.map_stats.MapStats`.
     """
-    path = _bundle_path(name)
-    path = path.with_name(path.stem + "_maps.safetensors")
+    path = _maps_path(name)
     if not path.exists():
         return None
     return MapStats.from_tensors(load_file(str(path)), "" if fold is None else f"fold{int(fold)}.")
@@ -131,8 +136,7 @@ def map_stats_report(name: str = DEFAULT) -> dict | None:
     """What ``training/build_xcos_maps.py`` measured when it fitted a bundle's map statistics
     (held out by fold: each map's Spearman agreement with measured occlusion, the hybrid-face
     pointing game), from the maps file's metadata; ``None`` without the file."""
-    path = _bundle_path(name)
-    path = path.with_name(path.stem + "_maps.safetensors")
+    path = _maps_path(name)
     if not path.exists():
         return None
     with safe_open(str(path), framework="pt") as fh:
