@@ -227,6 +227,11 @@ def test_exact_split_is_complete_on_real_faces(both_models_pairs):
     torch.testing.assert_close(pairs.sum(2), r.grid_a.flatten(1), atol=1e-5, rtol=0)
     torch.testing.assert_close(pairs.sum(1), r.grid_b.flatten(1), atol=1e-5, rtol=0)
     assert r.map_a.shape == (6, *x_a.shape[-2:])
+    # the cell-pair view of the first pair: its title's sum is that pair's cosine
+    from xcos_xai.viz.cell_pairs import cell_pair_figure
+
+    fig = cell_pair_figure(pairs[0].numpy(), tuple(r.grid_a.shape[1:]))
+    assert f"sum: {cosine[0].item():.4f}" in fig.layout.title.text
 
 
 @pytest.mark.data
@@ -409,3 +414,21 @@ def test_occlusion_and_insertion_grids_by_hand(restore):
         want = whole.clone().flatten(1)
         want[:, j] = part.flatten(1)[:, j]
         assert torch.allclose(variants[0, j].float().flatten(1), want, atol=2e-3), j
+
+
+def test_cell_pair_view_shows_the_exact_split_matrix():
+    """The cell-pair view: the heatmap holds the matrix as given (rows A, columns B), its
+    title the sum (the cosine), and the top pairs are the largest entries, by hand."""
+    from xcos_xai.viz.cell_pairs import cell_pair_figure, top_cell_pairs
+
+    m = np.array([[0.1, 0.0, 0.0, 0.0], [0.0, 0.0, 0.3, 0.0],
+                  [0.0, -0.2, 0.0, 0.0], [0.0, 0.0, 0.0, 0.05]])
+    assert top_cell_pairs(m, (2, 2), k=3) == [("0,1", "1,0", 0.3), ("0,0", "0,0", 0.1),
+                                              ("1,1", "1,1", 0.05)]
+    fig = cell_pair_figure(m, (2, 2))
+    heat = fig.data[0]
+    np.testing.assert_array_equal(np.asarray(heat.z), m)
+    assert list(heat.y) == ["0,0", "0,1", "1,0", "1,1"] and heat.zmin == -0.3 == -heat.zmax
+    assert "sum: 0.2500" in fig.layout.title.text
+    with pytest.raises(ValueError, match=r"\(4, 4\)"):
+        top_cell_pairs(m[:3], (2, 2))
